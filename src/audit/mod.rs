@@ -1,0 +1,3 @@
+//! The durable, tamper-evident audit trail of mutations.
+
+pub mod config;

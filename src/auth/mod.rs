@@ -1,0 +1,6 @@
+//! JWT authentication: who is calling.
+
+pub mod config;
+mod principal;
+
+pub use principal::Principal;

@@ -1,0 +1,3 @@
+//! Role and scope authorization of operations.
+
+pub mod config;

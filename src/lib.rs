@@ -1,0 +1,32 @@
+//! simgate: an authenticating reverse proxy for REST APIs described by OpenAPI.
+//!
+//! A request flows through one tower stack, assembled in [`stack`], one
+//! concern per layer: request id and tracing, limits and timeouts, JWT
+//! authentication, OpenAPI operation matching, role/scope authorization,
+//! per-client rate limiting, body validation, a durable audit of every
+//! mutation, and finally the proxy to the upstream. Every failure is a typed
+//! [`error::Error`] that [`rescue`] turns into an HTTP response in the API's
+//! own documented error shapes.
+
+pub mod access_log;
+pub mod audit;
+pub mod auth;
+pub mod authz;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod health;
+pub mod limits;
+pub mod net;
+pub mod proxy;
+pub mod rate_limit;
+pub mod request_id;
+pub mod rescue;
+pub mod routes;
+pub mod server;
+pub mod stack;
+pub mod telemetry;
+pub mod upstream;
+pub mod validate;

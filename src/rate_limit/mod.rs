@@ -1,0 +1,3 @@
+//! Per-client rate limiting.
+
+pub mod config;

@@ -1,0 +1,364 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every layer below fails with a typed [`Error`] (boxed as tower's
+//! `BoxError`); [`Rescue`] turns it into a response in the API's documented
+//! shapes, so the service handed to hyper never fails:
+//!
+//! | cause | status | body |
+//! |---|---|---|
+//! | unauthenticated | 401 + `WWW-Authenticate` | `{"error": …}` |
+//! | rate limited | 429 + `Retry-After` | `{"message": "Rate Limit Exceeded"}` |
+//! | everything else | 400/403/404/405/413/415/5xx | `ErrorResponseDto` |
+//!
+//! Unknown errors are logged with the request id and shown to the client as
+//! a generic 500; their details never reach the client.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use serde_json::json;
+use tower::{Layer, Service};
+
+use crate::body::{Body, BoxError, full};
+use crate::error::Error;
+use crate::request_id::RequestId;
+
+/// Turns inner errors into responses.
+#[derive(Debug, Clone, Default)]
+pub struct RescueLayer;
+
+impl<S> Layer<S> for RescueLayer {
+    type Service = Rescue<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Rescue { inner }
+    }
+}
+
+/// Service of [`RescueLayer`].
+#[derive(Debug, Clone)]
+pub struct Rescue<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for Rescue<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+            // A failed readiness check is surfaced on the next call instead.
+            Poll::Ready(Err(_)) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(RequestId::generate);
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            match fut.await {
+                Ok(res) => Ok(res),
+                Err(e) => Ok(respond(&e.into(), &id)),
+            }
+        })
+    }
+}
+
+/// The response for an error, in the API's documented shapes.
+pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
+    let Some(err) = classify(err) else {
+        tracing::error!(request_id = %id, error = %err, "unhandled error");
+        return dto(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500.0 Internal Fault",
+            &["An internal fault occurred."],
+            id,
+        );
+    };
+    match err {
+        Error::Unauthenticated {
+            reason,
+            token_present,
+        } => {
+            let challenge = if *token_present {
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    reason.replace(['"', '\\'], "'")
+                )
+            } else {
+                "Bearer".to_owned()
+            };
+            let mut res = json_response(StatusCode::UNAUTHORIZED, &json!({ "error": reason }));
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                res.headers_mut().insert(WWW_AUTHENTICATE, v);
+            }
+            res
+        }
+        Error::RateLimited {
+            retry_after,
+            headers,
+        } => {
+            let mut res = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({ "message": "Rate Limit Exceeded" }),
+            );
+            res.headers_mut().extend(headers.clone());
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            res
+        }
+        Error::BadPath(why) => dto(
+            StatusCode::BAD_REQUEST,
+            "400.0 Bad Request",
+            &[&format!("Malformed request path: {why}.")],
+            id,
+        ),
+        Error::NoRoute => dto(
+            StatusCode::NOT_FOUND,
+            "404 Not found",
+            &["The server did not find a current representation for the target resource."],
+            id,
+        ),
+        Error::MethodNotAllowed { allow } => {
+            let mut res = dto(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 Method Not Allowed",
+                &[&format!(
+                    "The method is not allowed for this resource; allowed: {allow}."
+                )],
+                id,
+            );
+            if let Ok(v) = HeaderValue::from_str(allow) {
+                res.headers_mut().insert(ALLOW, v);
+            }
+            res
+        }
+        Error::Forbidden { operation } => dto(
+            StatusCode::FORBIDDEN,
+            "403 Forbidden",
+            &[&format!(
+                "The server understood the request but refuses to authorize it: the caller may not call {operation}."
+            )],
+            id,
+        ),
+        Error::UnsupportedMediaType { accepted } => dto(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "415 Unsupported Media Type",
+            &[&format!(
+                "Content-Type must be one of: {}.",
+                accepted.join(", ")
+            )],
+            id,
+        ),
+        Error::PayloadTooLarge { limit } => dto(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "413 Payload Too Large",
+            &[&format!("The request body is larger than {limit} bytes.")],
+            id,
+        ),
+        Error::InvalidBody { messages } => {
+            let texts: Vec<&str> = messages.iter().map(String::as_str).collect();
+            dto(
+                StatusCode::BAD_REQUEST,
+                "400.1 Bad Request Content",
+                &texts,
+                id,
+            )
+        }
+        Error::AuditUnavailable => {
+            let mut res = dto(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable",
+                &["The change was not made because it could not be recorded in the audit log."],
+                id,
+            );
+            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(5));
+            res
+        }
+        Error::Overloaded => {
+            let mut res = dto(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable",
+                &["The gateway is handling too many requests; retry later."],
+                id,
+            );
+            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(1));
+            res
+        }
+        Error::UpstreamUnavailable(detail) => {
+            tracing::warn!(request_id = %id, error = %detail, "upstream unavailable");
+            dto(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway",
+                &["The upstream service could not be reached."],
+                id,
+            )
+        }
+        Error::UpstreamTimeout => dto(
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 Gateway Timeout",
+            &["The upstream service did not answer in time."],
+            id,
+        ),
+        Error::Internal(detail) => {
+            tracing::error!(request_id = %id, error = %detail, "internal error");
+            dto(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500.0 Internal Fault",
+                &["An internal fault occurred."],
+                id,
+            )
+        }
+    }
+}
+
+/// Finds our typed error in `err`, translating tower's own errors.
+fn classify(err: &BoxError) -> Option<&Error> {
+    static OVERLOADED: Error = Error::Overloaded;
+    static TIMEOUT: Error = Error::UpstreamTimeout;
+    if let Some(e) = err.downcast_ref::<Error>() {
+        return Some(e);
+    }
+    if err.is::<tower::load_shed::error::Overloaded>() {
+        return Some(&OVERLOADED);
+    }
+    if err.is::<tower::timeout::error::Elapsed>() {
+        return Some(&TIMEOUT);
+    }
+    None
+}
+
+/// An `ErrorResponseDto` response.
+pub fn dto(
+    status: StatusCode,
+    detail_code: &str,
+    texts: &[&str],
+    id: &RequestId,
+) -> Response<Body> {
+    let messages: Vec<_> = texts
+        .iter()
+        .map(|t| json!({ "locale": "en-US", "localeOrigin": "DEFAULT", "text": t }))
+        .collect();
+    json_response(
+        status,
+        &json!({ "detailCode": detail_code, "trackingId": id.as_str(), "messages": messages }),
+    )
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut res = Response::new(full(value.to_string()));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    async fn run(err: Error) -> (Response<()>, serde_json::Value) {
+        let id = RequestId::parse(&HeaderValue::from_static("rid")).unwrap();
+        let (parts, body) = respond(&BoxError::from(err), &id).into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            Response::from_parts(parts, ()),
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_is_401_with_challenge() {
+        let (res, body) = run(Error::invalid_token("token expired")).await;
+        assert_eq!(res.status(), 401);
+        assert_eq!(
+            res.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\", error_description=\"token expired\""
+        );
+        assert_eq!(body, json!({"error": "token expired"}));
+        let (res, _) = run(Error::Unauthenticated {
+            reason: "missing bearer token".into(),
+            token_present: false,
+        })
+        .await;
+        assert_eq!(res.headers()[WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[tokio::test]
+    async fn rate_limited_rounds_retry_after_up() {
+        let err = Error::RateLimited {
+            retry_after: Duration::from_millis(1200),
+            headers: Default::default(),
+        };
+        let (res, body) = run(err).await;
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()[RETRY_AFTER], "2");
+        assert_eq!(body, json!({"message": "Rate Limit Exceeded"}));
+        let err = Error::RateLimited {
+            retry_after: Duration::ZERO,
+            headers: Default::default(),
+        };
+        assert_eq!(run(err).await.0.headers()[RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn others_are_error_response_dto_with_tracking_id() {
+        let (res, body) = run(Error::Forbidden {
+            operation: "deleteSIMIntegration".into(),
+        })
+        .await;
+        assert_eq!(res.status(), 403);
+        assert_eq!(body["detailCode"], "403 Forbidden");
+        assert_eq!(body["trackingId"], "rid");
+        assert!(
+            body["messages"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("deleteSIMIntegration")
+        );
+        let (res, _) = run(Error::MethodNotAllowed {
+            allow: "GET, PUT".into(),
+        })
+        .await;
+        assert_eq!(res.headers()[ALLOW], "GET, PUT");
+    }
+
+    #[tokio::test]
+    async fn unknown_errors_are_generic_500() {
+        let id = RequestId::generate();
+        let res = respond(&BoxError::from("secret detail"), &id);
+        assert_eq!(res.status(), 500);
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(!String::from_utf8_lossy(&bytes).contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn service_never_fails() {
+        let svc = ServiceBuilder::new()
+            .layer(RescueLayer)
+            .service_fn(|_req: Request<()>| async {
+                Err::<Response<Body>, BoxError>(Error::NoRoute.into())
+            });
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(res.status(), 404);
+    }
+}

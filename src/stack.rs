@@ -1,0 +1,90 @@
+//! The one place where the request path is assembled, outermost first.
+//!
+//! Each layer has one concern; it rejects with a typed
+//! [`crate::error::Error`] and passes what it learned (request id, principal,
+//! matched operation) to the layers below in request extensions.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use tower::{Service, ServiceBuilder};
+
+use crate::body::Body;
+use crate::config::Config;
+use crate::error::ConfigError;
+use crate::health::{Health, ReadinessCheck, UpstreamReachable};
+use crate::proxy::Proxy;
+
+/// Everything the request path shares, built once at start-up.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    config: Arc<Config>,
+    health: Health,
+    proxy: Proxy,
+}
+
+impl Gateway {
+    /// Builds every component from a validated config. Errors name the file
+    /// and key at fault.
+    pub fn from_config(config: Config) -> Result<Gateway, ConfigError> {
+        let proxy = Proxy::new(&config.upstream)
+            .map_err(|e| ConfigError::at(&config.path, "upstream.url", e))?;
+        let upstream = &config.upstream.url;
+        let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(UpstreamReachable {
+            authority: format!(
+                "{}:{}",
+                upstream.host().unwrap_or("localhost"),
+                crate::proxy::default_port(upstream)
+            ),
+            timeout: config.upstream.connect_timeout,
+        })];
+        let health = Health::new(
+            &config.server.health_path,
+            &config.server.ready_path,
+            checks,
+        );
+        Ok(Gateway {
+            config: Arc::new(config),
+            health,
+            proxy,
+        })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The request path, top to bottom.
+    pub fn service(
+        &self,
+    ) -> impl Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static {
+        let limits = &self.config.limits;
+        ServiceBuilder::new()
+            // Request id: taken from the client when well-formed, else generated.
+            .layer(crate::request_id::RequestIdLayer)
+            // One access-log line per request, with its final status.
+            .layer(crate::access_log::AccessLogLayer)
+            // Every error below becomes a response in the API's error shapes.
+            .layer(crate::rescue::RescueLayer)
+            // /healthz and /readyz, answered here, never proxied or limited.
+            .layer(self.health.clone())
+            // Shed load beyond max_concurrent_requests (503 + Retry-After).
+            .load_shed()
+            .concurrency_limit(limits.max_concurrent_requests)
+            // The whole request, upstream included, within request_timeout (504).
+            .timeout(limits.request_timeout)
+            // Bodies over max_body_bytes: 413.
+            .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
+            // Forward to the upstream.
+            .service(self.proxy.clone())
+    }
+}

@@ -1,0 +1,3 @@
+//! Request body validation against the operation's schema.
+
+pub mod config;
