@@ -49,6 +49,10 @@ pub struct File {
 pub struct ServerSection {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// `gateway` (default): the full security stack; `passthrough`: plain
+    /// proxying with no authentication, matching, policy or audit (for
+    /// measuring the proxy alone; refused unless spelled out).
+    pub mode: Option<String>,
     /// PEM certificate chain; with `tls_key`, the listener speaks TLS.
     pub tls_cert: Option<String>,
     /// PEM private key for `tls_cert`.
@@ -68,6 +72,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            mode: None,
             tls_cert: None,
             tls_key: None,
             health_path: default_health_path(),

@@ -50,11 +50,22 @@ pub struct Sections {
     pub audit: crate::audit::config::AuditSection,
 }
 
+/// Which request path the gateway runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The full security stack.
+    Gateway,
+    /// Plain proxying only.
+    Passthrough,
+}
+
 /// `[server]`, validated.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Full stack or plain proxying.
+    pub mode: Mode,
     /// TLS certificate chain and key files, if the listener speaks TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Liveness path.
@@ -216,8 +227,20 @@ fn server(s: &file::ServerSection, path: &Path, base: &Path) -> Result<ServerCon
             return Err(ConfigError::at(path, key, "must start with /"));
         }
     }
+    let mode = match s.mode.as_deref() {
+        None | Some("gateway") => Mode::Gateway,
+        Some("passthrough") => Mode::Passthrough,
+        Some(other) => {
+            return Err(ConfigError::at(
+                path,
+                "server.mode",
+                format!("{other:?}: expected \"gateway\" or \"passthrough\""),
+            ));
+        }
+    };
     Ok(ServerConfig {
         listen: s.listen,
+        mode,
         tls,
         health_path: s.health_path.clone(),
         ready_path: s.ready_path.clone(),
