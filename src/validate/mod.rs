@@ -45,6 +45,7 @@
 //!     }],
 //!     path_params: vec![],
 //!     document: 0,
+//!     index: 0,
 //! });
 //! let validators = Validators::compile(
 //!     [&op], |_| Some(&doc), &ValidationSection::default(), "simgate.toml".as_ref(),

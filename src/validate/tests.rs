@@ -89,6 +89,7 @@ pub(crate) fn operations(doc: &Value, index: usize, mount: &str) -> Vec<Arc<Oper
                 request_bodies,
                 path_params: vec![],
                 document: index,
+                index: out.len(),
             }));
         }
     }
