@@ -11,10 +11,11 @@ use http::{Request, Response};
 use tower::{Service, ServiceBuilder};
 
 use crate::body::Body;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::error::ConfigError;
 use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::proxy::Proxy;
+use crate::rate_limit::RateLimiting;
 
 /// Everything the request path shares, built once at start-up.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct Gateway {
     config: Arc<Config>,
     health: Health,
     proxy: Proxy,
+    /// Per-client quotas and the failed-authentication limiter (not in
+    /// passthrough mode).
+    rate_limit: Option<RateLimiting>,
 }
 
 impl Gateway {
@@ -44,10 +48,16 @@ impl Gateway {
             &config.server.ready_path,
             checks,
         );
+        let rate_limit = config.sections.rate_limit.validate(&config.path)?;
+        let rate_limit = match config.server.mode {
+            Mode::Gateway => Some(RateLimiting::start(&rate_limit)),
+            Mode::Passthrough => None,
+        };
         Ok(Gateway {
             config: Arc::new(config),
             health,
             proxy,
+            rate_limit,
         })
     }
 
@@ -68,6 +78,7 @@ impl Gateway {
     + Send
     + 'static {
         let limits = &self.config.limits;
+        let rate_limit = self.rate_limit.as_ref();
         ServiceBuilder::new()
             // Request id: taken from the client when well-formed, else generated.
             .layer(crate::request_id::RequestIdLayer)
@@ -84,6 +95,12 @@ impl Gateway {
             .timeout(limits.request_timeout)
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
+            // Peers over their budget of failed authentications: 429 before
+            // any token is verified. (Goes just before Authenticate.)
+            .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
+            // Per-client quotas, reads and mutations apart: 429 + Retry-After;
+            // RateLimit headers on every counted request. (Goes after Authorize.)
+            .option_layer(rate_limit.map(RateLimiting::layer))
             // Forward to the upstream.
             .service(self.proxy.clone())
     }
