@@ -10,12 +10,14 @@ use std::sync::Arc;
 use http::{Request, Response};
 use tower::{Service, ServiceBuilder};
 
+use crate::authz::{AuthorizeLayer, Policy};
 use crate::body::Body;
 use crate::config::{Config, Mode};
 use crate::error::ConfigError;
 use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::proxy::Proxy;
 use crate::rate_limit::RateLimiting;
+use crate::routes::{MatchOperationLayer, OperationTable};
 
 /// Everything the request path shares, built once at start-up.
 #[derive(Debug, Clone)]
@@ -23,8 +25,10 @@ pub struct Gateway {
     config: Arc<Config>,
     health: Health,
     proxy: Proxy,
-    /// Per-client quotas and the failed-authentication limiter (not in
-    /// passthrough mode).
+    /// The OpenAPI operations and the policy; `None` in passthrough mode.
+    operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
+    /// Per-client quotas and the failed-authentication limiter; `None` in
+    /// passthrough mode.
     rate_limit: Option<RateLimiting>,
 }
 
@@ -48,15 +52,31 @@ impl Gateway {
             &config.server.ready_path,
             checks,
         );
+        let operations = match config.server.mode {
+            Mode::Passthrough => None,
+            Mode::Gateway => {
+                let table =
+                    OperationTable::load(&config.sections.api, &config.path, &config.base_dir)?;
+                let policy = Policy::load(
+                    &config.sections.authz,
+                    &config.path,
+                    &config.base_dir,
+                    &table,
+                )?;
+                Some((table, policy))
+            }
+        };
         let rate_limit = config.sections.rate_limit.validate(&config.path)?;
         let rate_limit = match config.server.mode {
-            Mode::Gateway => Some(RateLimiting::start(&rate_limit)),
             Mode::Passthrough => None,
+            // Starts the idle-key sweep on the current runtime.
+            Mode::Gateway => Some(RateLimiting::start(&rate_limit)),
         };
         Ok(Gateway {
             config: Arc::new(config),
             health,
             proxy,
+            operations,
             rate_limit,
         })
     }
@@ -64,6 +84,17 @@ impl Gateway {
     /// The validated configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The OpenAPI operations requests are matched to (`None` in passthrough
+    /// mode).
+    pub fn operations(&self) -> Option<&Arc<OperationTable>> {
+        self.operations.as_ref().map(|(t, _)| t)
+    }
+
+    /// The authorization policy (`None` in passthrough mode).
+    pub fn policy(&self) -> Option<&Arc<Policy>> {
+        self.operations.as_ref().map(|(_, p)| p)
     }
 
     /// The request path, top to bottom.
@@ -95,11 +126,15 @@ impl Gateway {
             .timeout(limits.request_timeout)
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
-            // Peers over their budget of failed authentications: 429 before
-            // any token is verified. (Goes just before Authenticate.)
+            // Peers over their budget of failed authentications: 429 before any
+            // token is verified. (Authenticate goes right below.)
             .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
-            // Per-client quotas, reads and mutations apart: 429 + Retry-After;
-            // RateLimit headers on every counted request. (Goes after Authorize.)
+            // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
+            .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
+            // Only operations the policy grants to the caller's roles and scopes (403).
+            .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
+            // Per-client quotas, reads and mutations apart (429 + Retry-After);
+            // RateLimit headers on every counted request.
             .option_layer(rate_limit.map(RateLimiting::layer))
             // Forward to the upstream.
             .service(self.proxy.clone())
