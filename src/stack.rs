@@ -10,8 +10,9 @@ use std::sync::Arc;
 use http::{Request, Response};
 use tower::{Service, ServiceBuilder};
 
+use crate::auth::{AuthenticateLayer, Authenticator, IssuersHaveKeys};
 use crate::body::Body;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::error::ConfigError;
 use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::proxy::Proxy;
@@ -21,6 +22,8 @@ use crate::proxy::Proxy;
 pub struct Gateway {
     config: Arc<Config>,
     health: Health,
+    /// `None` in passthrough mode.
+    auth: Option<Arc<Authenticator>>,
     proxy: Proxy,
 }
 
@@ -31,7 +34,7 @@ impl Gateway {
         let proxy = Proxy::new(&config.upstream)
             .map_err(|e| ConfigError::at(&config.path, "upstream.url", e))?;
         let upstream = &config.upstream.url;
-        let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(UpstreamReachable {
+        let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(UpstreamReachable {
             authority: format!(
                 "{}:{}",
                 upstream.host().unwrap_or("localhost"),
@@ -39,6 +42,25 @@ impl Gateway {
             ),
             timeout: config.upstream.connect_timeout,
         })];
+        let auth = match config.server.mode {
+            Mode::Passthrough => None,
+            Mode::Gateway => {
+                let auth = Authenticator::from_config(
+                    &config.sections.auth,
+                    &config.path,
+                    &config.base_dir,
+                )?;
+                if auth.is_empty() {
+                    return Err(ConfigError::at(
+                        &config.path,
+                        "auth.issuers",
+                        "[auth] needs at least one issuer",
+                    ));
+                }
+                checks.push(Arc::new(IssuersHaveKeys(auth.clone())));
+                Some(auth)
+            }
+        };
         let health = Health::new(
             &config.server.health_path,
             &config.server.ready_path,
@@ -47,6 +69,7 @@ impl Gateway {
         Ok(Gateway {
             config: Arc::new(config),
             health,
+            auth,
             proxy,
         })
     }
@@ -84,6 +107,8 @@ impl Gateway {
             .timeout(limits.request_timeout)
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
+            // Bearer JWT from a configured issuer (401); the principal goes into extensions.
+            .option_layer(self.auth.clone().map(AuthenticateLayer::new))
             // Forward to the upstream.
             .service(self.proxy.clone())
     }
