@@ -11,11 +11,13 @@ use http::{Request, Response};
 use tower::{Service, ServiceBuilder};
 
 use crate::auth::{AuthenticateLayer, Authenticator, IssuersHaveKeys};
+use crate::authz::{AuthorizeLayer, Policy};
 use crate::body::Body;
 use crate::config::{Config, Mode};
 use crate::error::ConfigError;
 use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::proxy::Proxy;
+use crate::routes::{MatchOperationLayer, OperationTable};
 
 /// Everything the request path shares, built once at start-up.
 #[derive(Debug, Clone)]
@@ -25,6 +27,8 @@ pub struct Gateway {
     /// `None` in passthrough mode.
     auth: Option<Arc<Authenticator>>,
     proxy: Proxy,
+    /// The OpenAPI operations and the policy; `None` in passthrough mode.
+    operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
 }
 
 impl Gateway {
@@ -66,17 +70,43 @@ impl Gateway {
             &config.server.ready_path,
             checks,
         );
+        let operations = match config.server.mode {
+            Mode::Passthrough => None,
+            Mode::Gateway => {
+                let table =
+                    OperationTable::load(&config.sections.api, &config.path, &config.base_dir)?;
+                let policy = Policy::load(
+                    &config.sections.authz,
+                    &config.path,
+                    &config.base_dir,
+                    &table,
+                )?;
+                Some((table, policy))
+            }
+        };
         Ok(Gateway {
             config: Arc::new(config),
             health,
             auth,
             proxy,
+            operations,
         })
     }
 
     /// The validated configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The OpenAPI operations requests are matched to (`None` in passthrough
+    /// mode).
+    pub fn operations(&self) -> Option<&Arc<OperationTable>> {
+        self.operations.as_ref().map(|(t, _)| t)
+    }
+
+    /// The authorization policy (`None` in passthrough mode).
+    pub fn policy(&self) -> Option<&Arc<Policy>> {
+        self.operations.as_ref().map(|(_, p)| p)
     }
 
     /// The request path, top to bottom.
@@ -109,6 +139,10 @@ impl Gateway {
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
             // Bearer JWT from a configured issuer (401); the principal goes into extensions.
             .option_layer(self.auth.clone().map(AuthenticateLayer::new))
+            // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
+            .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
+            // Only operations the policy grants to the caller's roles and scopes (403).
+            .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
             // Forward to the upstream.
             .service(self.proxy.clone())
     }

@@ -13,17 +13,22 @@ use http::Method;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use support::gateway::{TestGateway, auth_section};
+use support::gateway::{TestGateway, auth_section, standard};
 use support::http::{Reply, get, send};
 use support::tokens::{self, AUD, ISS, Issuer, KID, now};
 use support::upstream::Recording;
 
+/// The standard gateway config (test issuer, OpenAPI documents, policy).
 fn body(upstream: &Recording) -> String {
-    format!(
-        "[upstream]\nurl = \"{}\"\n{}",
-        upstream.url(),
-        auth_section()
-    )
+    standard(&upstream.url())
+}
+
+/// An operation every test token (ORG_ADMIN, sp:scopes:all) may call.
+const LIST: &str = "/beta/sim-integrations";
+
+/// A valid token the policy lets through.
+fn admin_token() -> String {
+    tokens::token("svc-1", &["ORG_ADMIN"], &["sp:scopes:all"])
 }
 
 async fn gateway() -> (Recording, TestGateway) {
@@ -75,7 +80,7 @@ fn assert_refused(res: &Reply, reason: &str, token: &str) {
 async fn refuse_all(cases: &[(String, &str)]) {
     let (up, gw) = gateway().await;
     for (token, reason) in cases {
-        let res = get(&gw.url("/beta/sim-integrations"), Some(token)).await;
+        let res = get(&gw.url(LIST), Some(token)).await;
         assert_refused(&res, reason, token);
     }
     assert_eq!(up.count(), 0, "a refused request reached the upstream");
@@ -85,11 +90,11 @@ async fn refuse_all(cases: &[(String, &str)]) {
 #[tokio::test]
 async fn valid_token_passes_and_is_stripped_upstream() {
     let (up, gw) = gateway().await;
-    let token = tokens::token("svc-1", &["ORG_ADMIN"], &["sp:scopes:all"]);
-    let res = get(&gw.url("/beta/sim-integrations"), Some(&token)).await;
+    let token = admin_token();
+    let res = get(&gw.url(LIST), Some(&token)).await;
     assert_eq!(res.status, 200, "{}", res.text());
     // Again, from the cache.
-    let res = get(&gw.url("/beta/sim-integrations"), Some(&token)).await;
+    let res = get(&gw.url(LIST), Some(&token)).await;
     assert_eq!(res.status, 200);
     let seen = up.seen();
     assert_eq!(seen.len(), 2);
@@ -106,8 +111,8 @@ async fn forward_sends_the_token_upstream() {
     let up = Recording::start().await;
     let text = body(&up).replace("[upstream]\n", "[upstream]\nauthorization = \"forward\"\n");
     let gw = TestGateway::start(&text).await;
-    let token = tokens::token("svc-1", &[], &[]);
-    assert_eq!(get(&gw.url("/x"), Some(&token)).await.status, 200);
+    let token = admin_token();
+    assert_eq!(get(&gw.url(LIST), Some(&token)).await.status, 200);
     assert_eq!(
         up.seen()[0].headers["authorization"],
         format!("Bearer {token}").as_str()
@@ -118,10 +123,10 @@ async fn forward_sends_the_token_upstream() {
 #[tokio::test]
 async fn scheme_is_case_insensitive() {
     let (up, gw) = gateway().await;
-    let token = tokens::token("svc-1", &[], &[]);
+    let token = admin_token();
     for scheme in ["bearer", "BEARER", "BeArEr"] {
         let auth = format!("{scheme} {token}");
-        let res = send(Method::GET, &gw.url("/x"), &[("authorization", &auth)], "").await;
+        let res = send(Method::GET, &gw.url(LIST), &[("authorization", &auth)], "").await;
         assert_eq!(res.status, 200, "{scheme}");
     }
     assert_eq!(up.count(), 3);
@@ -131,11 +136,11 @@ async fn scheme_is_case_insensitive() {
 #[tokio::test]
 async fn missing_or_misplaced_credentials_get_a_bare_challenge() {
     let (up, gw) = gateway().await;
-    let token = tokens::token("svc-1", &[], &[]);
+    let token = admin_token();
     for (url, headers) in [
-        (gw.url("/x"), vec![]),
-        (gw.url(&format!("/x?access_token={token}")), vec![]),
-        (gw.url("/x"), vec![("authorization", "Basic dXNlcjpwYXNz")]),
+        (gw.url(LIST), vec![]),
+        (gw.url(&format!("{LIST}?access_token={token}")), vec![]),
+        (gw.url(LIST), vec![("authorization", "Basic dXNlcjpwYXNz")]),
     ] {
         let res = send(Method::GET, &url, &headers, "").await;
         assert_eq!(res.status, 401);
@@ -146,7 +151,7 @@ async fn missing_or_misplaced_credentials_get_a_bare_challenge() {
     let auth = format!("Bearer {token}");
     let res = send(
         Method::GET,
-        &gw.url("/x"),
+        &gw.url(LIST),
         &[("authorization", &auth), ("authorization", &auth)],
         "",
     )
@@ -154,14 +159,14 @@ async fn missing_or_misplaced_credentials_get_a_bare_challenge() {
     assert_refused(&res, "more than one Authorization header", &token);
     let res = send(
         Method::GET,
-        &gw.url("/x"),
+        &gw.url(LIST),
         &[("authorization", "Bearer ")],
         "",
     )
     .await;
     assert_refused(&res, "empty bearer token", "");
     // Mutations are refused the same way.
-    let res = send(Method::POST, &gw.url("/beta/sim-integrations"), &[], "{}").await;
+    let res = send(Method::POST, &gw.url(LIST), &[], "{}").await;
     assert_eq!(res.status, 401);
     assert_eq!(up.count(), 0);
     gw.stop().await;
@@ -313,7 +318,7 @@ async fn leeway_edges() {
         (json!({"iat": now + 20}), true),
         (json!({"iat": now + 40}), false),
     ] {
-        let res = get(&gw.url("/x"), Some(&sign(extra.clone()))).await;
+        let res = get(&gw.url(LIST), Some(&sign(extra.clone()))).await;
         assert_eq!(res.status == 200, ok, "{extra}: {}", res.text());
     }
     assert_eq!(up.count(), 3);
@@ -414,15 +419,16 @@ roles = "groups"
     );
     let gw = TestGateway::start(&text).await;
     let c = json!({"iss": "https://second.example", "aud": "simgate", "sub": "ec-user",
-        "groups": ["SIM_READER"], "exp": now() + 60});
-    let res = get(&gw.url("/x"), Some(&ec.sign(&c))).await;
+        "groups": ["SIM_READER"], "scope": "idn:service-desk-integration:read",
+        "exp": now() + 60});
+    let res = get(&gw.url(LIST), Some(&ec.sign(&c))).await;
     assert_eq!(res.status, 200, "{}", res.text());
     // The first issuer's token still works; the EC key does not sign for it.
-    let first = tokens::token("svc-1", &[], &[]);
-    assert_eq!(get(&gw.url("/x"), Some(&first)).await.status, 200);
+    let first = admin_token();
+    assert_eq!(get(&gw.url(LIST), Some(&first)).await.status, 200);
     let mut forged = c.clone();
     forged["iss"] = json!(ISS);
-    let res = get(&gw.url("/x"), Some(&ec.sign(&forged))).await;
+    let res = get(&gw.url(LIST), Some(&ec.sign(&forged))).await;
     assert_eq!(res.status, 401);
     assert_eq!(up.count(), 2);
     gw.stop().await;
@@ -458,6 +464,6 @@ async fn config_errors_name_the_key() {
     assert!(err.contains("auth.issuers[0].jwks_file"), "{err}");
     // Passthrough needs no issuers.
     let gw = TestGateway::passthrough(&up.url(), "").await;
-    assert_eq!(get(&gw.url("/x"), None).await.status, 200);
+    assert_eq!(get(&gw.url(LIST), None).await.status, 200);
     gw.stop().await;
 }

@@ -1,0 +1,156 @@
+//! The operation table: every operation of the loaded documents, and the
+//! matcher from (method, raw path) to one of them.
+//!
+//! Matching is exact and case-sensitive on the checked raw path (see
+//! [`super::path`]): a literal template segment matches the identical raw
+//! segment, a path parameter matches one non-empty segment. When several
+//! templates match, the most specific wins (at the first segment where they
+//! differ, a literal beats a parameter), as OpenAPI prescribes; only that
+//! path's methods are considered. No match is [`Error::NoRoute`]; a match
+//! without the method is [`Error::MethodNotAllowed`] with the path's methods.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use http::Method;
+
+use super::operation::{Operation, PathParams};
+use super::path;
+use crate::error::Error;
+
+/// One segment of a path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TemplateSegment {
+    /// Matches exactly this raw text.
+    Literal(String),
+    /// Matches any one non-empty segment; the name of the parameter.
+    Param(String),
+}
+
+/// One path template (mount prefix included) and its operations.
+#[derive(Debug)]
+pub(crate) struct PathEntry {
+    pub(crate) segments: Vec<TemplateSegment>,
+    /// In canonical method order.
+    pub(crate) methods: Vec<(Method, Arc<Operation>)>,
+    /// The `Allow` header value for this path.
+    pub(crate) allow: String,
+}
+
+/// A loaded OpenAPI document.
+#[derive(Debug)]
+pub struct Document {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The path prefix it is mounted at (`/` or `/beta`, no trailing `/`
+    /// except for the root).
+    pub mount: String,
+    /// The parsed document (YAML documents converted to JSON values).
+    pub value: serde_json::Value,
+}
+
+/// Every operation of the loaded OpenAPI documents, built once at start-up
+/// by [`OperationTable::load`](Self::load) and shared.
+#[derive(Debug)]
+pub struct OperationTable {
+    pub(crate) documents: Vec<Document>,
+    pub(crate) operations: Vec<Arc<Operation>>,
+    pub(crate) paths: Vec<PathEntry>,
+}
+
+impl OperationTable {
+    /// Every operation, in load order (documents in configured order, then
+    /// paths as the document lists them, then methods GET, HEAD, POST, PUT,
+    /// PATCH, DELETE, OPTIONS, TRACE). [`Operation::index`] is the position.
+    pub fn operations(&self) -> impl ExactSizeIterator<Item = &Arc<Operation>> {
+        self.operations.iter()
+    }
+
+    /// The operation with this `operationId`.
+    pub fn get(&self, operation_id: &str) -> Option<&Arc<Operation>> {
+        self.operations
+            .iter()
+            .find(|o| o.operation_id == operation_id)
+    }
+
+    /// The number of operations.
+    pub fn len(&self) -> usize {
+        self.operations.len()
+    }
+
+    /// Whether there are no operations.
+    pub fn is_empty(&self) -> bool {
+        self.operations.is_empty()
+    }
+
+    /// The parsed document `idx` ([`Operation::document`]), against which the
+    /// `$ref`s of its schemas resolve (`null` if there is no such document;
+    /// an operation's `document` always exists).
+    pub fn document(&self, idx: usize) -> &serde_json::Value {
+        static NULL: serde_json::Value = serde_json::Value::Null;
+        self.documents.get(idx).map_or(&NULL, |d| &d.value)
+    }
+
+    /// Every loaded document, in configured order.
+    pub fn documents(&self) -> &[Document] {
+        &self.documents
+    }
+
+    /// Matches a request. `raw_path` is the path of the request target as
+    /// received, without the query; it is checked strictly first.
+    pub fn find(
+        &self,
+        method: &Method,
+        raw_path: &str,
+    ) -> Result<(Arc<Operation>, PathParams), Error> {
+        let segments = path::check(raw_path)?;
+        let mut best: Option<&PathEntry> = None;
+        for entry in &self.paths {
+            if !matches(&entry.segments, &segments) {
+                continue;
+            }
+            best = match best {
+                Some(b) if !more_specific(&entry.segments, &b.segments) => Some(b),
+                _ => Some(entry),
+            };
+        }
+        let entry = best.ok_or(Error::NoRoute)?;
+        let Some((_, op)) = entry.methods.iter().find(|(m, _)| m == method) else {
+            return Err(Error::MethodNotAllowed {
+                allow: entry.allow.clone(),
+            });
+        };
+        let params = entry
+            .segments
+            .iter()
+            .zip(&segments)
+            .filter_map(|(t, s)| match t {
+                TemplateSegment::Param(name) => Some((name.clone(), s.decoded.to_string())),
+                TemplateSegment::Literal(_) => None,
+            })
+            .collect();
+        Ok((op.clone(), PathParams(params)))
+    }
+}
+
+fn matches(template: &[TemplateSegment], segments: &[path::Segment<'_>]) -> bool {
+    template.len() == segments.len()
+        && template.iter().zip(segments).all(|(t, s)| match t {
+            TemplateSegment::Literal(l) => l == s.raw,
+            TemplateSegment::Param(_) => true,
+        })
+}
+
+/// Whether `a` is more specific than `b` (same length): at the first
+/// position where one has a literal and the other a parameter, `a` has the
+/// literal.
+fn more_specific(a: &[TemplateSegment], b: &[TemplateSegment]) -> bool {
+    for (x, y) in a.iter().zip(b) {
+        match (x, y) {
+            (TemplateSegment::Literal(_), TemplateSegment::Param(_)) => return true,
+            (TemplateSegment::Param(_), TemplateSegment::Literal(_)) => return false,
+            _ => {}
+        }
+    }
+    false
+}
