@@ -18,6 +18,7 @@ use crate::error::ConfigError;
 use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::proxy::Proxy;
 use crate::routes::{MatchOperationLayer, OperationTable};
+use crate::validate::{ValidateBodyLayer, Validators};
 
 /// Everything the request path shares, built once at start-up.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub struct Gateway {
     proxy: Proxy,
     /// The OpenAPI operations and the policy; `None` in passthrough mode.
     operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
+    /// The request body checks; `None` in passthrough mode.
+    validators: Option<Arc<Validators>>,
 }
 
 impl Gateway {
@@ -84,12 +87,22 @@ impl Gateway {
                 Some((table, policy))
             }
         };
+        let validators = match &operations {
+            None => None,
+            Some((table, _)) => Some(Validators::compile(
+                table.operations(),
+                |idx| Some(table.document(idx)),
+                &config.sections.validation,
+                &config.path,
+            )?),
+        };
         Ok(Gateway {
             config: Arc::new(config),
             health,
             auth,
             proxy,
             operations,
+            validators,
         })
     }
 
@@ -143,6 +156,8 @@ impl Gateway {
             .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
             // Only operations the policy grants to the caller's roles and scopes (403).
             .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
+            // Body checks (415, 413, 400, 403 for patch paths); goes after RateLimit, before audit, once those land.
+            .option_layer(self.validators.clone().map(ValidateBodyLayer::new))
             // Forward to the upstream.
             .service(self.proxy.clone())
     }
