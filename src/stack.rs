@@ -17,6 +17,7 @@ use crate::config::{Config, Mode};
 use crate::error::ConfigError;
 use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::proxy::Proxy;
+use crate::rate_limit::RateLimiting;
 use crate::routes::{MatchOperationLayer, OperationTable};
 use crate::validate::{ValidateBodyLayer, Validators};
 
@@ -32,6 +33,9 @@ pub struct Gateway {
     operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
     /// The request body checks; `None` in passthrough mode.
     validators: Option<Arc<Validators>>,
+    /// Per-client quotas and the failed-authentication limiter; `None` in
+    /// passthrough mode.
+    rate_limit: Option<RateLimiting>,
 }
 
 impl Gateway {
@@ -96,6 +100,12 @@ impl Gateway {
                 &config.path,
             )?),
         };
+        let rate_limit = config.sections.rate_limit.validate(&config.path)?;
+        let rate_limit = match config.server.mode {
+            Mode::Passthrough => None,
+            // Starts the idle-key sweep on the current runtime.
+            Mode::Gateway => Some(RateLimiting::start(&rate_limit)),
+        };
         Ok(Gateway {
             config: Arc::new(config),
             health,
@@ -103,6 +113,7 @@ impl Gateway {
             proxy,
             operations,
             validators,
+            rate_limit,
         })
     }
 
@@ -134,6 +145,7 @@ impl Gateway {
     + Send
     + 'static {
         let limits = &self.config.limits;
+        let rate_limit = self.rate_limit.as_ref();
         ServiceBuilder::new()
             // Request id: taken from the client when well-formed, else generated.
             .layer(crate::request_id::RequestIdLayer)
@@ -150,13 +162,19 @@ impl Gateway {
             .timeout(limits.request_timeout)
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
+            // Peers over their budget of failed authentications: 429 before any
+            // token is verified.
+            .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
             // Bearer JWT from a configured issuer (401); the principal goes into extensions.
             .option_layer(self.auth.clone().map(AuthenticateLayer::new))
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
             .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
             // Only operations the policy grants to the caller's roles and scopes (403).
             .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
-            // Body checks (415, 413, 400, 403 for patch paths); goes after RateLimit, before audit, once those land.
+            // Per-client quotas, reads and mutations apart (429 + Retry-After);
+            // RateLimit headers on every counted request.
+            .option_layer(rate_limit.map(RateLimiting::layer))
+            // Body checks against the operation's schema (415, 413, 400; 403 for patch paths).
             .option_layer(self.validators.clone().map(ValidateBodyLayer::new))
             // Forward to the upstream.
             .service(self.proxy.clone())
