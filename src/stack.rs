@@ -7,9 +7,10 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use tower::{Service, ServiceBuilder};
 
+use crate::audit::{Audit, AuditConfig};
 use crate::authz::{AuthorizeLayer, Policy};
 use crate::body::Body;
 use crate::config::{Config, Mode};
@@ -26,6 +27,8 @@ pub struct Gateway {
     proxy: Proxy,
     /// The OpenAPI operations and the policy; `None` in passthrough mode.
     operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
+    /// The audit trail; `None` in passthrough mode.
+    audit: Option<Audit>,
 }
 
 impl Gateway {
@@ -62,11 +65,26 @@ impl Gateway {
                 Some((table, policy))
             }
         };
+        let audit = match config.server.mode {
+            Mode::Passthrough => None,
+            Mode::Gateway => {
+                let audit = AuditConfig::from_section(
+                    &config.sections.audit,
+                    &config.path,
+                    &config.base_dir,
+                )?;
+                Some(
+                    Audit::start(&audit)
+                        .map_err(|e| ConfigError::at(&config.path, "audit.path", e))?,
+                )
+            }
+        };
         Ok(Gateway {
             config: Arc::new(config),
             health,
             proxy,
             operations,
+            audit,
         })
     }
 
@@ -86,6 +104,11 @@ impl Gateway {
         self.operations.as_ref().map(|(_, p)| p)
     }
 
+    /// The audit trail (`None` in passthrough mode).
+    pub fn audit(&self) -> Option<&Audit> {
+        self.audit.as_ref()
+    }
+
     /// The request path, top to bottom.
     pub fn service(
         &self,
@@ -98,6 +121,16 @@ impl Gateway {
     + Send
     + 'static {
         let limits = &self.config.limits;
+        let audit_refusals = self
+            .audit
+            .as_ref()
+            .zip(self.operations())
+            .map(|(a, table)| {
+                let table = table.clone();
+                a.unauthenticated_layer(Arc::new(move |method: &Method, path: &str| {
+                    table.find(method, path).ok()
+                }))
+            });
         ServiceBuilder::new()
             // Request id: taken from the client when well-formed, else generated.
             .layer(crate::request_id::RequestIdLayer)
@@ -114,10 +147,16 @@ impl Gateway {
             .timeout(limits.request_timeout)
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
+            // Audit mutation attempts refused before matching (unauthenticated).
+            .option_layer(audit_refusals)
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
             .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
+            // Audit the outcome of every matched mutation, refused or forwarded.
+            .option_layer(self.audit.as_ref().map(Audit::outcome_layer))
             // Only operations the policy grants to the caller's roles and scopes (403).
             .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
+            // Audit the intent durably before forwarding (503 when it cannot be).
+            .option_layer(self.audit.as_ref().map(Audit::intent_layer))
             // Forward to the upstream.
             .service(self.proxy.clone())
     }
