@@ -12,14 +12,20 @@
 //!
 //! Unknown errors are logged with the request id and shown to the client as
 //! a generic 500; their details never reach the client.
+//!
+//! A layer that wants headers on the response even when the request fails
+//! further down (the `RateLimit` fields of a request that was counted) puts
+//! them into the request's [`ErrorHeaders`]; they are added to the error
+//! response.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use serde_json::json;
 use tower::{Layer, Service};
 
@@ -35,6 +41,24 @@ impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
     fn layer(&self, inner: S) -> Self::Service {
         Rescue { inner }
+    }
+}
+
+/// Headers for the response even if it ends as an error. [`Rescue`] puts one
+/// into every request's extensions; inner layers [`set`](Self::set) it and
+/// take the headers back when the request succeeds.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorHeaders(Arc<Mutex<HeaderMap>>);
+
+impl ErrorHeaders {
+    /// Replaces the headers kept for an error response.
+    pub fn set(&self, headers: HeaderMap) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = headers;
+    }
+
+    /// Takes the headers kept so far, leaving none.
+    pub fn take(&self) -> HeaderMap {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -63,17 +87,23 @@ where
         }
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let id = req
             .extensions()
             .get::<RequestId>()
             .cloned()
             .unwrap_or_else(RequestId::generate);
+        let extra = ErrorHeaders::default();
+        req.extensions_mut().insert(extra.clone());
         let fut = self.inner.call(req);
         Box::pin(async move {
             match fut.await {
                 Ok(res) => Ok(res),
-                Err(e) => Ok(respond(&e.into(), &id)),
+                Err(e) => {
+                    let mut res = respond(&e.into(), &id);
+                    res.headers_mut().extend(extra.take());
+                    Ok(res)
+                }
             }
         })
     }
@@ -349,6 +379,22 @@ mod tests {
         assert_eq!(res.status(), 500);
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         assert!(!String::from_utf8_lossy(&bytes).contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn error_headers_reach_error_responses() {
+        let svc =
+            ServiceBuilder::new()
+                .layer(RescueLayer)
+                .service_fn(|req: Request<()>| async move {
+                    let mut h = HeaderMap::new();
+                    h.insert("ratelimit", HeaderValue::from_static("\"reads\";r=1;t=1"));
+                    req.extensions().get::<ErrorHeaders>().unwrap().set(h);
+                    Err::<Response<Body>, BoxError>(Error::NoRoute.into())
+                });
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(res.status(), 404);
+        assert_eq!(res.headers()["ratelimit"], "\"reads\";r=1;t=1");
     }
 
     #[tokio::test]

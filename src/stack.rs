@@ -17,7 +17,9 @@ use crate::config::{Config, Mode};
 use crate::error::ConfigError;
 use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::proxy::Proxy;
+use crate::rate_limit::RateLimiting;
 use crate::routes::{MatchOperationLayer, OperationTable};
+use crate::validate::{ValidateBodyLayer, Validators};
 
 /// Everything the request path shares, built once at start-up.
 #[derive(Debug, Clone)]
@@ -29,6 +31,11 @@ pub struct Gateway {
     operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
     /// The audit trail; `None` in passthrough mode.
     audit: Option<Audit>,
+    /// The request body checks; `None` in passthrough mode.
+    validators: Option<Arc<Validators>>,
+    /// Per-client quotas and the failed-authentication limiter; `None` in
+    /// passthrough mode.
+    rate_limit: Option<RateLimiting>,
 }
 
 impl Gateway {
@@ -78,12 +85,28 @@ impl Gateway {
                         .map_err(|e| ConfigError::at(&config.path, "audit.path", e))?,
                 )
             }
+        let validators = match &operations {
+            None => None,
+            Some((table, _)) => Some(Validators::compile(
+                table.operations(),
+                |idx| Some(table.document(idx)),
+                &config.sections.validation,
+                &config.path,
+            )?),
+        };
+        let rate_limit = config.sections.rate_limit.validate(&config.path)?;
+        let rate_limit = match config.server.mode {
+            Mode::Passthrough => None,
+            // Starts the idle-key sweep on the current runtime.
+            Mode::Gateway => Some(RateLimiting::start(&rate_limit)),
         };
         Ok(Gateway {
             config: Arc::new(config),
             health,
             proxy,
             operations,
+            validators,
+            rate_limit,
             audit,
         })
     }
@@ -131,6 +154,7 @@ impl Gateway {
                     table.find(method, path).ok()
                 }))
             });
+        let rate_limit = self.rate_limit.as_ref();
         ServiceBuilder::new()
             // Request id: taken from the client when well-formed, else generated.
             .layer(crate::request_id::RequestIdLayer)
@@ -149,12 +173,20 @@ impl Gateway {
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
             // Audit mutation attempts refused before matching (unauthenticated).
             .option_layer(audit_refusals)
+            // Peers over their budget of failed authentications: 429 before any
+            // token is verified. (Authenticate goes right below.)
+            .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
             .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
             // Audit the outcome of every matched mutation, refused or forwarded.
             .option_layer(self.audit.as_ref().map(Audit::outcome_layer))
             // Only operations the policy grants to the caller's roles and scopes (403).
             .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
+            // Per-client quotas, reads and mutations apart (429 + Retry-After);
+            // RateLimit headers on every counted request.
+            .option_layer(rate_limit.map(RateLimiting::layer))
+            // Body checks against the operation's schema (415, 413, 400; 403 for patch paths).
+            .option_layer(self.validators.clone().map(ValidateBodyLayer::new))
             // Audit the intent durably before forwarding (503 when it cannot be).
             .option_layer(self.audit.as_ref().map(Audit::intent_layer))
             // Forward to the upstream.
