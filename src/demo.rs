@@ -17,6 +17,13 @@ pub async fn run(dir: &Path, port: u16) -> Result<(), BoxError> {
     let upstream_addr = upstream.local_addr()?;
     tokio::spawn(crate::upstream::serve(upstream, std::future::pending()));
 
+    for (name, text) in DEMO_FILES {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     let config_path = dir.join("simgate.toml");
     let text = config_text(port, &format!("http://{upstream_addr}"));
     std::fs::write(&config_path, &text).map_err(|e| format!("{}: {e}", config_path.display()))?;
@@ -38,6 +45,19 @@ pub async fn run(dir: &Path, port: u16) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The OpenAPI documents and policy the demo config points at.
+const DEMO_FILES: [(&str, &str); 3] = [
+    (
+        "openapi/sim-integrations.beta.json",
+        include_str!("../config/openapi/sim-integrations.beta.json"),
+    ),
+    (
+        "openapi/sim-integrations.v1.json",
+        include_str!("../config/openapi/sim-integrations.v1.json"),
+    ),
+    ("policy.toml", include_str!("../config/policy.toml")),
+];
+
 fn config_text(port: u16, upstream: &str) -> String {
     format!(
         r#"# Written by `simgate demo`; usable as is with `simgate serve --config`.
@@ -48,6 +68,15 @@ listen = "127.0.0.1:{port}"
 url = "{upstream}"
 [upstream.headers]
 "X-SailPoint-Experimental" = "true"
+
+[api]
+documents = [
+  {{ path = "openapi/sim-integrations.beta.json", mount = "/beta" }},
+  {{ path = "openapi/sim-integrations.v1.json", mount = "/" }},
+]
+
+[authz]
+policy = "policy.toml"
 "#
     )
 }

@@ -10,11 +10,14 @@ use std::sync::Arc;
 use http::{Request, Response};
 use tower::{Service, ServiceBuilder};
 
+use crate::authz::{AuthorizeLayer, Policy};
 use crate::body::Body;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::error::ConfigError;
 use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::proxy::Proxy;
+use crate::routes::{MatchOperationLayer, OperationTable};
+use crate::validate::{ValidateBodyLayer, Validators};
 
 /// Everything the request path shares, built once at start-up.
 #[derive(Debug, Clone)]
@@ -22,6 +25,10 @@ pub struct Gateway {
     config: Arc<Config>,
     health: Health,
     proxy: Proxy,
+    /// The OpenAPI operations and the policy; `None` in passthrough mode.
+    operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
+    /// The request body checks; `None` in passthrough mode.
+    validators: Option<Arc<Validators>>,
 }
 
 impl Gateway {
@@ -44,16 +51,52 @@ impl Gateway {
             &config.server.ready_path,
             checks,
         );
+        let operations = match config.server.mode {
+            Mode::Passthrough => None,
+            Mode::Gateway => {
+                let table =
+                    OperationTable::load(&config.sections.api, &config.path, &config.base_dir)?;
+                let policy = Policy::load(
+                    &config.sections.authz,
+                    &config.path,
+                    &config.base_dir,
+                    &table,
+                )?;
+                Some((table, policy))
+            }
+        };
+        let validators = match &operations {
+            None => None,
+            Some((table, _)) => Some(Validators::compile(
+                table.operations(),
+                |idx| Some(table.document(idx)),
+                &config.sections.validation,
+                &config.path,
+            )?),
+        };
         Ok(Gateway {
             config: Arc::new(config),
             health,
             proxy,
+            operations,
+            validators,
         })
     }
 
     /// The validated configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The OpenAPI operations requests are matched to (`None` in passthrough
+    /// mode).
+    pub fn operations(&self) -> Option<&Arc<OperationTable>> {
+        self.operations.as_ref().map(|(t, _)| t)
+    }
+
+    /// The authorization policy (`None` in passthrough mode).
+    pub fn policy(&self) -> Option<&Arc<Policy>> {
+        self.operations.as_ref().map(|(_, p)| p)
     }
 
     /// The request path, top to bottom.
@@ -84,6 +127,12 @@ impl Gateway {
             .timeout(limits.request_timeout)
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
+            // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
+            .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
+            // Only operations the policy grants to the caller's roles and scopes (403).
+            .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
+            // Body checks (415, 413, 400, 403 for patch paths); goes after RateLimit, before audit, once those land.
+            .option_layer(self.validators.clone().map(ValidateBodyLayer::new))
             // Forward to the upstream.
             .service(self.proxy.clone())
     }

@@ -58,3 +58,181 @@ async fn health_is_local() {
     assert_eq!(up.count(), 0);
     gw.stop().await;
 }
+
+/// An upstream that answers after `delay`, echoing the request body length.
+async fn slow_upstream(delay: std::time::Duration) -> std::net::SocketAddr {
+    use http_body_util::{BodyExt, Full};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| async move {
+                        let n = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes().len())
+                            .unwrap_or(0);
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            bytes::Bytes::from(n.to_string()),
+                        )))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_with_tracking_id() {
+    // A port that was just free: nothing listens there.
+    let free = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = TestGateway::passthrough(&format!("http://{free}"), "").await;
+    let res = send(
+        Method::GET,
+        &gw.url("/beta/sim-integrations"),
+        &[("x-request-id", "down-1")],
+        "",
+    )
+    .await;
+    assert_eq!(res.status, 502);
+    let body = res.json();
+    assert_eq!(body["detailCode"], "502 Bad Gateway");
+    assert_eq!(body["trackingId"], "down-1");
+    assert_eq!(get(&gw.url("/readyz"), None).await.status, 503);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504() {
+    let addr = slow_upstream(std::time::Duration::from_secs(5)).await;
+    let body = format!("[upstream]\nurl = \"http://{addr}\"\nresponse_timeout = \"200ms\"\n");
+    let gw = TestGateway::start_with(&body, support::gateway::PASSTHROUGH).await;
+    let res = get(&gw.url("/x"), None).await;
+    assert_eq!(res.status, 504);
+    assert_eq!(res.json()["detailCode"], "504 Gateway Timeout");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn body_over_limit_is_413_and_not_forwarded() {
+    let up = Recording::start().await;
+    let body = format!(
+        "[upstream]\nurl = \"{}\"\n[limits]\nmax_body_bytes = 1024\n",
+        up.url()
+    );
+    let gw = TestGateway::start_with(&body, support::gateway::PASSTHROUGH).await;
+    let res = send(
+        Method::POST,
+        &gw.url("/beta/sim-integrations"),
+        &[("content-type", "application/json")],
+        vec![b'x'; 2048],
+    )
+    .await;
+    assert_eq!(res.status, 413);
+    assert_eq!(res.json()["detailCode"], "413 Payload Too Large");
+    // Chunked (no Content-Length): counted while streaming.
+    let raw = support::http::raw(
+        gw.addr,
+        format!(
+            "POST /beta/sim-integrations HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n800\r\n{}\r\n0\r\n\r\n",
+            "y".repeat(2048)
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(support::http::raw_status(&raw), 413, "{raw}");
+    assert!(up.seen().iter().all(|s| s.body.len() <= 1024));
+    assert_eq!(up.seen().iter().filter(|s| !s.body.is_empty()).count(), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn large_body_streams_through() {
+    let addr = slow_upstream(std::time::Duration::ZERO).await;
+    let body =
+        format!("[upstream]\nurl = \"http://{addr}\"\n[limits]\nmax_body_bytes = 16777216\n");
+    let gw = TestGateway::start_with(&body, support::gateway::PASSTHROUGH).await;
+    let res = send(
+        Method::PUT,
+        &gw.url("/big"),
+        &[],
+        vec![b'z'; 8 * 1024 * 1024],
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.text(), (8 * 1024 * 1024).to_string());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let addr = slow_upstream(std::time::Duration::from_millis(500)).await;
+    let gw = TestGateway::passthrough(&format!("http://{addr}"), "shutdown_grace = \"5s\"").await;
+    let url = gw.url("/slow");
+    let in_flight = tokio::spawn(async move { get(&url, None).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let gw_addr = gw.addr;
+    gw.stop().await;
+    let res = in_flight.await.unwrap();
+    assert_eq!(res.status, 200, "in-flight request finished");
+    // The listener is closed now.
+    assert!(tokio::net::TcpStream::connect(gw_addr).await.is_err());
+}
+
+#[tokio::test]
+async fn overload_is_shed_with_503_and_retry_after() {
+    let addr = slow_upstream(std::time::Duration::from_millis(800)).await;
+    let body =
+        format!("[upstream]\nurl = \"http://{addr}\"\n[limits]\nmax_concurrent_requests = 1\n");
+    let gw = TestGateway::start_with(&body, support::gateway::PASSTHROUGH).await;
+    let url = gw.url("/slow");
+    let first = tokio::spawn(async move { get(&url, None).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let second = get(&gw.url("/slow"), None).await;
+    assert_eq!(second.status, 503);
+    assert_eq!(second.header("retry-after"), "1");
+    assert_eq!(first.await.unwrap().status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn configured_headers_are_added_and_authorization_stripped() {
+    let up = Recording::start().await;
+    let body = format!(
+        "[upstream]\nurl = \"{}\"\n[upstream.headers]\n\"X-SailPoint-Experimental\" = \"true\"\n",
+        up.url()
+    );
+    let gw = TestGateway::start_with(&body, support::gateway::PASSTHROUGH).await;
+    let res = send(
+        Method::GET,
+        &gw.url("/a"),
+        &[
+            ("authorization", "Bearer secret"),
+            ("x-sailpoint-experimental", "false"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    let seen = &up.seen()[0];
+    assert_eq!(seen.headers["x-sailpoint-experimental"], "true");
+    assert!(!seen.headers.contains_key("authorization"));
+    gw.stop().await;
+}

@@ -1,8 +1,25 @@
 //! `[authz]`: the policy file and scope checking.
+//!
+//! ```toml
+//! [authz]
+//! policy = "policy.toml"              # roles → operationIds (required in gateway mode)
+//! require_scopes = true               # default: the token must carry a declared scope
+//! wildcard_scopes = ["sp:scopes:all"] # default: scopes that satisfy any operation
+//! ```
 
 use serde::Deserialize;
 
 /// `[authz]`: the policy file and scope checking.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthzSection {}
+pub struct AuthzSection {
+    /// The policy file granting operationIds to roles; relative to the
+    /// config file's folder.
+    pub policy: Option<String>,
+    /// Whether the token must also carry one of the scopes the document
+    /// declares for the operation (default `true`).
+    pub require_scopes: Option<bool>,
+    /// Scopes that satisfy any operation's scope requirement (default
+    /// `["sp:scopes:all"]`).
+    pub wildcard_scopes: Option<Vec<String>>,
+}

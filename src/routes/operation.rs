@@ -24,8 +24,11 @@ pub struct Operation {
     pub request_bodies: Vec<RequestBody>,
     /// Names of the path parameters, in order.
     pub path_params: Vec<String>,
-    /// Index of the document (in load order) the operation comes from.
+    /// Index of the document (in load order) the operation comes from; see
+    /// [`super::OperationTable::document`].
     pub document: usize,
+    /// Position of the operation in [`super::OperationTable::operations`].
+    pub index: usize,
 }
 
 /// A request body the operation accepts.

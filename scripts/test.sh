@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test simgate has: formatting, lints, unit and end-to-end tests
+# (including the official SailPoint Python SDKs as real clients) and a short
+# fuzz smoke run. Safe to run on a fresh machine: it installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== Python SDK venvs (sailpoint 1.x and 2.x)"
+bash scripts/sdk-venv.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --locked --no-fail-fast
+
+if [[ -x scripts/fuzz-smoke.sh ]]; then
+  echo "== fuzz smoke (bounded)"
+  bash scripts/fuzz-smoke.sh
+fi
