@@ -47,11 +47,16 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
     },
-    /// Validate a config file (exit 0 when valid, 1 when not).
+    /// Validate a config file (exit 0 when valid, 1 when not) and print the
+    /// effective access matrix (operations × roles), warning about
+    /// operations no role can call.
     Check {
         /// The TOML config file.
         #[arg(long, short, default_value = "config/simgate.toml")]
         config: PathBuf,
+        /// Print the access matrix as JSON (for machines) instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -63,7 +68,7 @@ pub fn run(cli: Cli) -> ExitCode {
             runtime().and_then(|rt| rt.block_on(crate::demo::run(&dir, port)))
         }
         Command::Upstream { listen } => upstream(listen),
-        Command::Check { config } => check(config),
+        Command::Check { config, json } => check(config, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,9 +118,35 @@ fn upstream(listen: SocketAddr) -> Result<(), BoxError> {
     })
 }
 
-fn check(path: PathBuf) -> Result<(), BoxError> {
+fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
+    use std::io::Write;
     let config = Config::load(&path)?;
     let gateway = crate::stack::Gateway::from_config(config)?;
-    println!("{}: ok", gateway.config().path.display());
+    let matrix = match (gateway.operations(), gateway.policy()) {
+        (Some(table), Some(policy)) => Some(crate::authz::AccessMatrix::new(table, policy)),
+        _ => None,
+    };
+    if let Some(m) = &matrix {
+        for r in m.unreachable() {
+            eprintln!(
+                "warning: no role can call {} ({} {})",
+                r.operation_id, r.method, r.path
+            );
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value = matrix.as_ref().map(|m| m.to_json()).unwrap_or_default();
+        writeln!(out, "{value:#}")?;
+        return Ok(());
+    }
+    writeln!(out, "{}: ok", gateway.config().path.display())?;
+    match &matrix {
+        Some(m) => write!(out, "\nAccess matrix:\n{m}")?,
+        None => writeln!(
+            out,
+            "passthrough mode: no operation matching or authorization"
+        )?,
+    }
     Ok(())
 }
