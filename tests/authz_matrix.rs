@@ -7,7 +7,7 @@ mod support;
 
 use http::Method;
 use serde_json::json;
-use support::gateway::{TestGateway, auth_section, standard};
+use support::gateway::{TestGateway, auth_section, standard_unlimited as standard};
 use support::http::{Reply, send};
 use support::tokens::token;
 use support::upstream::Recording;
@@ -56,13 +56,18 @@ fn operations() -> Vec<Op> {
 }
 
 /// A body valid for the operation's schema.
-fn body(media: Option<&str>) -> String {
+fn body(op_id: &str, media: Option<&str>) -> String {
     match media {
         Some("application/json") => json!({
             "name": "aName",
             "type": "ServiceNow Service Desk",
             "sources": ["2c9180835d191a86015d28455b4a2329"],
             "cluster": "xyzzy999"
+        })
+        .to_string(),
+        // The beforeProvisioningRule PATCH is relative to that object.
+        Some(_) if op_id.starts_with("patchBeforeProvisioningRule") => json!({
+            "operations": [{ "op": "replace", "path": "/name", "value": "Rule 2" }]
         })
         .to_string(),
         Some(_) => json!({
@@ -86,7 +91,7 @@ async fn call(gw: &TestGateway, op: &Op, token: &str) -> Reply {
         op.method.clone(),
         &gw.url(&op.path),
         &headers,
-        body(op.media),
+        body(&op.id, op.media),
     )
     .await
 }

@@ -7,7 +7,7 @@
 mod support;
 
 use http::Method;
-use support::gateway::{TestGateway, standard};
+use support::gateway::{TestGateway, standard_unlimited};
 use support::http::{Reply, send};
 use support::tokens::token;
 use support::upstream::Recording;
@@ -38,7 +38,7 @@ const SDK_CREATE: &str = r#"{"name": "aName", "description": "Integration descri
 
 async fn gateway(extra: &str) -> (Recording, TestGateway) {
     let up = Recording::start().await;
-    let gw = TestGateway::start(&format!("{}{extra}", standard(&up.url()))).await;
+    let gw = TestGateway::start(&format!("{}{extra}", standard_unlimited(&up.url()))).await;
     (up, gw)
 }
 
