@@ -148,7 +148,9 @@ async fn refused_bodies_never_reach_the_upstream() {
     let t = admin();
     let create = "/beta/sim-integrations";
     let patch = format!("/beta/sim-integrations/{ID}");
-    let cases: Vec<(Method, &str, Option<&str>, Vec<u8>, &str)> = vec![
+    // (method, path, content type, body, expected message)
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Vec<u8>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             create,
