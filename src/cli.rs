@@ -60,6 +60,25 @@ pub enum Command {
     },
     /// Mint a signed JWT for tests and demos (printed to stdout).
     Token(TokenArgs),
+    /// Work with the audit trail.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `simgate audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain across trail files, oldest first (e.g.
+    /// `audit/audit*.jsonl`): names the first bad line (exit 1) or prints the
+    /// record count and the last hash (exit 0).
+    Verify {
+        /// The trail files, in chain order (rotated files first).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// `simgate token`: what the token says and what signs it.
@@ -102,6 +121,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Upstream { listen } => upstream(listen),
         Command::Check { config, json } => check(config, json),
         Command::Token(args) => token(&args).map(|t| println!("{t}")),
+        Command::Audit {
+            command: AuditCommand::Verify { files },
+        } => crate::audit::verify::run(&files).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,10 +7,11 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use tower::{Service, ServiceBuilder};
 
 use crate::auth::{AuthenticateLayer, Authenticator, IssuersHaveKeys};
+use crate::audit::{Audit, AuditConfig};
 use crate::authz::{AuthorizeLayer, Policy};
 use crate::body::Body;
 use crate::config::{Config, Mode};
@@ -31,6 +32,8 @@ pub struct Gateway {
     proxy: Proxy,
     /// The OpenAPI operations and the policy; `None` in passthrough mode.
     operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
+    /// The audit trail; `None` in passthrough mode.
+    audit: Option<Audit>,
     /// The request body checks; `None` in passthrough mode.
     validators: Option<Arc<Validators>>,
     /// Per-client quotas and the failed-authentication limiter; `None` in
@@ -91,6 +94,20 @@ impl Gateway {
                 Some((table, policy))
             }
         };
+        let audit = match config.server.mode {
+            Mode::Passthrough => None,
+            Mode::Gateway => {
+                let audit = AuditConfig::from_section(
+                    &config.sections.audit,
+                    &config.path,
+                    &config.base_dir,
+                )?;
+                Some(
+                    Audit::start(&audit)
+                        .map_err(|e| ConfigError::at(&config.path, "audit.path", e))?,
+                )
+            }
+        };
         let validators = match &operations {
             None => None,
             Some((table, _)) => Some(Validators::compile(
@@ -114,6 +131,7 @@ impl Gateway {
             operations,
             validators,
             rate_limit,
+            audit,
         })
     }
 
@@ -133,6 +151,11 @@ impl Gateway {
         self.operations.as_ref().map(|(_, p)| p)
     }
 
+    /// The audit trail (`None` in passthrough mode).
+    pub fn audit(&self) -> Option<&Audit> {
+        self.audit.as_ref()
+    }
+
     /// The request path, top to bottom.
     pub fn service(
         &self,
@@ -145,6 +168,16 @@ impl Gateway {
     + Send
     + 'static {
         let limits = &self.config.limits;
+        let audit_refusals = self
+            .audit
+            .as_ref()
+            .zip(self.operations())
+            .map(|(a, table)| {
+                let table = table.clone();
+                a.unauthenticated_layer(Arc::new(move |method: &Method, path: &str| {
+                    table.find(method, path).ok()
+                }))
+            });
         let rate_limit = self.rate_limit.as_ref();
         ServiceBuilder::new()
             // Request id: taken from the client when well-formed, else generated.
@@ -162,6 +195,8 @@ impl Gateway {
             .timeout(limits.request_timeout)
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
+            // Audit mutation attempts refused before matching (unauthenticated).
+            .option_layer(audit_refusals)
             // Peers over their budget of failed authentications: 429 before any
             // token is verified.
             .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
@@ -169,6 +204,8 @@ impl Gateway {
             .option_layer(self.auth.clone().map(AuthenticateLayer::new))
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
             .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
+            // Audit the outcome of every matched mutation, refused or forwarded.
+            .option_layer(self.audit.as_ref().map(Audit::outcome_layer))
             // Only operations the policy grants to the caller's roles and scopes (403).
             .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
             // Per-client quotas, reads and mutations apart (429 + Retry-After);
@@ -176,6 +213,8 @@ impl Gateway {
             .option_layer(rate_limit.map(RateLimiting::layer))
             // Body checks against the operation's schema (415, 413, 400; 403 for patch paths).
             .option_layer(self.validators.clone().map(ValidateBodyLayer::new))
+            // Audit the intent durably before forwarding (503 when it cannot be).
+            .option_layer(self.audit.as_ref().map(Audit::intent_layer))
             // Forward to the upstream.
             .service(self.proxy.clone())
     }

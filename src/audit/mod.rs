@@ -72,7 +72,7 @@ pub use redact::Redactor;
 pub use unauthenticated::AuditUnauthenticatedLayer;
 pub use writer::{AuditError, AuditLog};
 
-use crate::routes::Operation;
+use crate::routes::{Operation, PathParams};
 
 /// The boxed future the audit layers return.
 pub type ResponseFuture = std::pin::Pin<
@@ -97,9 +97,11 @@ where
     Box::pin(inner.call(req))
 }
 
-/// Finds the operation a method and raw path would match, if any (the
-/// routes' operation table, as a function so the layer can be tested alone).
-pub type OperationLookup = Arc<dyn Fn(&Method, &str) -> Option<Arc<Operation>> + Send + Sync>;
+/// Finds the operation (and path parameters) a method and raw path would
+/// match, if any: the routes' [`crate::routes::OperationTable::find`], as a
+/// function so the layer can be tested alone.
+pub type OperationLookup =
+    Arc<dyn Fn(&Method, &str) -> Option<(Arc<Operation>, PathParams)> + Send + Sync>;
 
 /// The audit trail and its settings, shared by the three layers.
 #[derive(Debug, Clone)]
@@ -244,6 +246,7 @@ pub(crate) mod test_support {
             request_bodies: vec![],
             path_params: vec![],
             document: 0,
+            index: 0,
         })
     }
 }
