@@ -11,6 +11,7 @@ use http::{Method, Request, Response};
 use tower::{Service, ServiceBuilder};
 
 use crate::audit::{Audit, AuditConfig};
+use crate::auth::{AuthenticateLayer, Authenticator, IssuersHaveKeys};
 use crate::authz::{AuthorizeLayer, Policy};
 use crate::body::Body;
 use crate::config::{Config, Mode};
@@ -26,6 +27,8 @@ use crate::validate::{ValidateBodyLayer, Validators};
 pub struct Gateway {
     config: Arc<Config>,
     health: Health,
+    /// `None` in passthrough mode.
+    auth: Option<Arc<Authenticator>>,
     proxy: Proxy,
     /// The OpenAPI operations and the policy; `None` in passthrough mode.
     operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
@@ -45,7 +48,7 @@ impl Gateway {
         let proxy = Proxy::new(&config.upstream)
             .map_err(|e| ConfigError::at(&config.path, "upstream.url", e))?;
         let upstream = &config.upstream.url;
-        let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(UpstreamReachable {
+        let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(UpstreamReachable {
             authority: format!(
                 "{}:{}",
                 upstream.host().unwrap_or("localhost"),
@@ -53,6 +56,25 @@ impl Gateway {
             ),
             timeout: config.upstream.connect_timeout,
         })];
+        let auth = match config.server.mode {
+            Mode::Passthrough => None,
+            Mode::Gateway => {
+                let auth = Authenticator::from_config(
+                    &config.sections.auth,
+                    &config.path,
+                    &config.base_dir,
+                )?;
+                if auth.is_empty() {
+                    return Err(ConfigError::at(
+                        &config.path,
+                        "auth.issuers",
+                        "[auth] needs at least one issuer",
+                    ));
+                }
+                checks.push(Arc::new(IssuersHaveKeys(auth.clone())));
+                Some(auth)
+            }
+        };
         let health = Health::new(
             &config.server.health_path,
             &config.server.ready_path,
@@ -105,6 +127,7 @@ impl Gateway {
         Ok(Gateway {
             config: Arc::new(config),
             health,
+            auth,
             proxy,
             operations,
             validators,
@@ -176,8 +199,10 @@ impl Gateway {
             // Audit mutation attempts refused before matching (unauthenticated).
             .option_layer(audit_refusals)
             // Peers over their budget of failed authentications: 429 before any
-            // token is verified. (Authenticate goes right below.)
+            // token is verified.
             .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
+            // Bearer JWT from a configured issuer (401); the principal goes into extensions.
+            .option_layer(self.auth.clone().map(AuthenticateLayer::new))
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
             .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
             // Audit the outcome of every matched mutation, refused or forwarded.
