@@ -28,16 +28,17 @@
 //!    request failed, and skips requests the outcome layer took over, so
 //!    nothing is recorded twice. The body of an unauthenticated request is
 //!    never read.
-//! 2. [`AuditOutcomeLayer`] sees the principal and the operation. It buffers
-//!    and digests the body, and after the layers below have answered writes
-//!    one outcome record: refused (`forbidden`, `rate_limited`, `invalid`),
-//!    answered by the upstream (`allowed`, with status, latency and, for a
-//!    create, the new id), or failed upstream (`upstream_error`). A drop
-//!    guard writes the outcome of a request cancelled midway (client gone,
-//!    request timeout).
-//! 3. [`AuditIntentLayer`] writes the intent record (with the redacted body)
-//!    and waits until it is on stable storage before the request is
-//!    forwarded; if it cannot be written the mutation is refused with 503
+//! 2. [`AuditOutcomeLayer`] sees the principal and the operation. It keeps
+//!    what the layers below read of the body (without reading it itself),
+//!    and after they have answered writes one outcome record: refused
+//!    (`forbidden`, `rate_limited`, `invalid`), answered by the upstream
+//!    (`allowed`, with status, latency and, for a create, the new id), or
+//!    failed upstream (`upstream_error`). A drop guard writes the outcome of
+//!    a request cancelled midway (client gone, request timeout).
+//! 3. [`AuditIntentLayer`] buffers the body as it will be forwarded, writes
+//!    the intent record (with its digest and redacted copy) and waits until
+//!    it is on stable storage before the request is forwarded; if it cannot
+//!    be written the mutation is refused with 503
 //!    ([`crate::error::Error::AuditUnavailable`]) and not forwarded, unless
 //!    `fail_open` is set.
 //!
@@ -57,6 +58,7 @@ pub mod outcome;
 pub mod record;
 pub mod redact;
 pub mod rotate;
+pub mod tee;
 pub mod unauthenticated;
 pub mod verify;
 pub mod writer;
@@ -72,7 +74,7 @@ pub use redact::Redactor;
 pub use unauthenticated::AuditUnauthenticatedLayer;
 pub use writer::{AuditError, AuditLog};
 
-use crate::routes::Operation;
+use crate::routes::{Operation, PathParams};
 
 /// The boxed future the audit layers return.
 pub type ResponseFuture = std::pin::Pin<
@@ -97,9 +99,11 @@ where
     Box::pin(inner.call(req))
 }
 
-/// Finds the operation a method and raw path would match, if any (the
-/// routes' operation table, as a function so the layer can be tested alone).
-pub type OperationLookup = Arc<dyn Fn(&Method, &str) -> Option<Arc<Operation>> + Send + Sync>;
+/// Finds the operation (and path parameters) a method and raw path would
+/// match, if any: the routes' [`crate::routes::OperationTable::find`], as a
+/// function so the layer can be tested alone.
+pub type OperationLookup =
+    Arc<dyn Fn(&Method, &str) -> Option<(Arc<Operation>, PathParams)> + Send + Sync>;
 
 /// The audit trail and its settings, shared by the three layers.
 #[derive(Debug, Clone)]
@@ -244,6 +248,7 @@ pub(crate) mod test_support {
             request_bodies: vec![],
             path_params: vec![],
             document: 0,
+            index: 0,
         })
     }
 }

@@ -113,10 +113,10 @@ pub fn rotated_files(active: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         else {
             continue;
         };
-        if digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(seq) = digits.parse::<u64>() {
-                found.push((seq, entry.path()));
-            }
+        if digits.len() == 12
+            && let Ok(seq) = digits.parse::<u64>()
+        {
+            found.push((seq, entry.path()));
         }
     }
     found.sort();

@@ -118,8 +118,8 @@ where
             if claim.taken() {
                 return result;
             }
-            let Some(op) =
-                (layer.lookup)(&method, &path).filter(|op| layer.audit.audits_operation(op))
+            let Some((op, params)) =
+                (layer.lookup)(&method, &path).filter(|(op, _)| layer.audit.audits_operation(op))
             else {
                 return result;
             };
@@ -128,7 +128,10 @@ where
                 request_id,
                 operation_id: op.operation_id.clone(),
                 method: method.to_string(),
-                resource_id: id_from_template(&op.path_template, &path),
+                resource_id: params
+                    .get("id")
+                    .map(str::to_owned)
+                    .or_else(|| id_from_template(&op.path_template, &path)),
                 path,
                 actor: Actor::UNAUTHENTICATED,
                 peer,
@@ -160,6 +163,7 @@ mod tests {
     use crate::audit::AuditOutcomeLayer;
     use crate::audit::test_support::{audit, operation, records};
     use crate::error::Error;
+    use crate::routes::PathParams;
     use http::Method;
     use std::time::Duration;
     use tower::{ServiceBuilder, ServiceExt};
@@ -168,11 +172,12 @@ mod tests {
         Arc::new(|method: &Method, path: &str| {
             let id = path.strip_prefix("/beta/sim-integrations/")?;
             (!id.contains('/') && method == Method::DELETE).then(|| {
-                operation(
+                let op = operation(
                     "deleteSIMIntegration",
                     Method::DELETE,
                     "/beta/sim-integrations/{id}",
-                )
+                );
+                (op, PathParams(vec![("id".into(), id.into())]))
             })
         })
     }

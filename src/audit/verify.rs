@@ -67,13 +67,14 @@ struct Prev {
 }
 
 /// Verifies the chain across `files`, in order.
-pub fn verify_files(files: &[PathBuf]) -> Result<Verified, VerifyError> {
+pub fn verify_files<P: AsRef<Path>>(files: &[P]) -> Result<Verified, VerifyError> {
     let mut prev: Option<Prev> = None;
     let mut records = 0u64;
     let mut torn_tail = None;
     for (i, path) in files.iter().enumerate() {
+        let path = path.as_ref();
         let io_err = |source| VerifyError::Io {
-            file: path.clone(),
+            file: path.to_path_buf(),
             source,
         };
         let mut reader = BufReader::new(File::open(path).map_err(io_err)?);
@@ -87,7 +88,7 @@ pub fn verify_files(files: &[PathBuf]) -> Result<Verified, VerifyError> {
             }
             line_no += 1;
             let broken = |line: u64, why: String| VerifyError::Broken {
-                file: path.clone(),
+                file: path.to_path_buf(),
                 line,
                 why,
             };
@@ -137,7 +138,7 @@ pub fn verify_files(files: &[PathBuf]) -> Result<Verified, VerifyError> {
                 });
             }
             prev = Some(Prev {
-                file: path.clone(),
+                file: path.to_path_buf(),
                 line: line_no,
                 seq,
                 hash: line_hash(line),
@@ -154,14 +155,14 @@ pub fn verify_files(files: &[PathBuf]) -> Result<Verified, VerifyError> {
 }
 
 /// Runs `simgate audit verify` and prints the result; `Err` for exit 1.
-pub fn run(files: &[PathBuf]) -> Result<(), VerifyError> {
+pub fn run<P: AsRef<Path>>(files: &[P]) -> Result<(), VerifyError> {
     let v = verify_files(files)?;
     if let Some(bytes) = v.torn_tail {
         eprintln!(
             "warning: {}: ends in an incomplete line of {bytes} bytes (a write cut short by a crash; it was never acknowledged)",
             files
                 .last()
-                .map(|p| p.display().to_string())
+                .map(|p| p.as_ref().display().to_string())
                 .unwrap_or_default()
         );
     }

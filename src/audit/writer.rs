@@ -87,9 +87,9 @@ impl std::fmt::Debug for Job {
 }
 
 impl AuditLog {
-    /// Starts the writer for `config.path`. The file is opened on the writer
-    /// thread; if that fails the failure is logged and retried on every
-    /// record, which fails until it succeeds.
+    /// Opens `config.path` (creating its folder) and starts the writer
+    /// thread. If the file cannot be opened the failure is logged and the
+    /// open retried on every record, which fails until it succeeds.
     pub fn open(config: &AuditConfig) -> io::Result<AuditLog> {
         Self::open_with_clock(config, Arc::new(SystemClock))
     }
@@ -112,14 +112,12 @@ impl AuditLog {
             file_day: None,
             failing: false,
         };
+        if let Err(e) = writer.ensure_open() {
+            writer.report_failure(&e);
+        }
         std::thread::Builder::new()
             .name("simgate-audit".into())
-            .spawn(move || {
-                if let Err(e) = writer.ensure_open() {
-                    writer.report_failure(&e);
-                }
-                writer.run(&rx);
-            })?;
+            .spawn(move || writer.run(&rx))?;
         Ok(AuditLog {
             tx,
             path: Arc::new(config.path.clone()),
@@ -297,14 +295,12 @@ impl Writer {
                 hash: link.hash.clone(),
             });
         }
-        if self
+        let due = self
             .rotation
-            .due(self.len, bytes.len() as u64, self.file_day, today)
-        {
-            if let Err(e) = self.rotate() {
-                tracing::warn!(path = %self.path.display(), error = %e, "audit rotation failed");
-                self.ensure_open()?;
-            }
+            .due(self.len, bytes.len() as u64, self.file_day, today);
+        if due && let Err(e) = self.rotate() {
+            tracing::warn!(path = %self.path.display(), error = %e, "audit rotation failed");
+            self.ensure_open()?;
         }
         let Some(file) = self.file.as_mut() else {
             return Err(io::Error::other("audit file not open"));
@@ -412,7 +408,7 @@ mod tests {
         assert_eq!(v.len(), 3);
         assert_eq!(v[2]["prev"], second.hash);
         assert_eq!(v[0]["request_id"], "req-1");
-        let report = verify_files(&[config.path.clone()]).unwrap();
+        let report = verify_files(&[&config.path]).unwrap();
         assert_eq!(report.records, 3);
     }
 
@@ -427,7 +423,7 @@ mod tests {
         f.write_all(b"{\"seq\":2,\"prev\":\"ab").unwrap();
         let log = AuditLog::open(&config).unwrap();
         assert_eq!(log.append(&record(2)).await.unwrap().seq, 2);
-        assert_eq!(verify_files(&[config.path.clone()]).unwrap().records, 2);
+        assert_eq!(verify_files(&[&config.path]).unwrap().records, 2);
     }
 
     #[tokio::test]
@@ -448,7 +444,7 @@ mod tests {
         }
         seqs.sort();
         assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
-        assert_eq!(verify_files(&[config.path.clone()]).unwrap().records, 200);
+        assert_eq!(verify_files(&[&config.path]).unwrap().records, 200);
     }
 
     #[tokio::test]

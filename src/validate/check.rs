@@ -59,7 +59,9 @@ pub(crate) fn json(
         .ok_or_else(|| Error::Internal("read-only field not found to strip".into()))?;
     let again = json::parse(stripped.as_bytes(), config.max_depth).map_err(Error::Internal)?;
     if !validator.is_valid(&again) {
-        return Err(Error::Internal("body invalid after stripping read-only fields".into()));
+        return Err(Error::Internal(
+            "body invalid after stripping read-only fields".into(),
+        ));
     }
     Ok(Bytes::from(stripped))
 }

@@ -268,7 +268,8 @@ mod tests {
 
     #[test]
     fn overrides_and_bad_values_name_the_key() {
-        let c = parse("max_body_bytes = 10\nread_only = \"strip\"\n[body_limits]\nx = 5\n").unwrap();
+        let c =
+            parse("max_body_bytes = 10\nread_only = \"strip\"\n[body_limits]\nx = 5\n").unwrap();
         assert_eq!(c.body_limit("x"), 5);
         assert_eq!(c.body_limit("y"), 10);
         assert_eq!(c.read_only, ReadOnly::Strip);
@@ -276,10 +277,19 @@ mod tests {
             ("read_only = \"drop\"", "validation.read_only"),
             ("max_depth = 0", "validation.max_depth"),
             ("max_depth = 500", "validation.max_depth"),
-            ("max_patch_operations = 0", "validation.max_patch_operations"),
+            (
+                "max_patch_operations = 0",
+                "validation.max_patch_operations",
+            ),
             ("[body_limits]\ncreate = 0", "validation.body_limits.create"),
-            ("[patch_paths]\nOP = [\"description\"]", "validation.patch_paths.OP"),
-            ("[patch_paths]\nOP = [\"/a~2\"]", "validation.patch_paths.OP"),
+            (
+                "[patch_paths]\nOP = [\"description\"]",
+                "validation.patch_paths.OP",
+            ),
+            (
+                "[patch_paths]\nOP = [\"/a~2\"]",
+                "validation.patch_paths.OP",
+            ),
             ("[patch_paths]\nOP = [\"\"]", "validation.patch_paths.OP"),
         ] {
             let e = parse(text).unwrap_err();

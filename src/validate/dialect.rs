@@ -35,7 +35,9 @@ pub(crate) fn convert(schema: &Value) -> Result<Value, String> {
 
 fn convert_at(schema: &Value, depth: usize, at: &mut String) -> Result<Value, String> {
     if depth > MAX_SCHEMA_DEPTH {
-        return Err(format!("{at}: schema nested deeper than {MAX_SCHEMA_DEPTH}"));
+        return Err(format!(
+            "{at}: schema nested deeper than {MAX_SCHEMA_DEPTH}"
+        ));
     }
     let map = match schema {
         Value::Object(map) => map,
@@ -116,7 +118,12 @@ fn each_member(
     Ok(out)
 }
 
-fn each_item(value: &Value, depth: usize, at: &mut String, what: &str) -> Result<Vec<Value>, String> {
+fn each_item(
+    value: &Value,
+    depth: usize,
+    at: &mut String,
+    what: &str,
+) -> Result<Vec<Value>, String> {
     let Value::Array(items) = value else {
         return Err(format!("{}: must be {what}", show(at)));
     };
@@ -190,7 +197,10 @@ fn nullable(mut out: Map<String, Value>) -> Value {
             out.insert("type".into(), Value::Array(ts));
             Value::Object(out)
         }
-        _ if ["allOf", "anyOf", "oneOf"].iter().any(|k| out.contains_key(*k)) => {
+        _ if ["allOf", "anyOf", "oneOf"]
+            .iter()
+            .any(|k| out.contains_key(*k)) =>
+        {
             json!({ "anyOf": [{ "type": "null" }, Value::Object(out)] })
         }
         _ => Value::Object(out),

@@ -144,8 +144,14 @@ mod tests {
             (b"".to_vec(), "empty"),
             (b" \r\n".to_vec(), "empty"),
             (b"{\"id\": 1, \"id\": 2}".to_vec(), "duplicate key \"id\""),
-            (b"{\"id\": 1, \"\\u0069d\": 2}".to_vec(), "duplicate key \"id\""),
-            (b"[{\"a\": {\"b\": 1, \"b\": 1}}]".to_vec(), "duplicate key \"b\""),
+            (
+                b"{\"id\": 1, \"\\u0069d\": 2}".to_vec(),
+                "duplicate key \"id\"",
+            ),
+            (
+                b"[{\"a\": {\"b\": 1, \"b\": 1}}]".to_vec(),
+                "duplicate key \"b\"",
+            ),
             (b"{} x".to_vec(), "after the JSON value"),
             (b"{}{}".to_vec(), "after the JSON value"),
             (b"[1,]".to_vec(), "not valid JSON"),
@@ -156,7 +162,10 @@ mod tests {
             (b"\"\\ud800\"".to_vec(), "not valid JSON"),
             (b"\"a\x01\"".to_vec(), "not valid JSON"),
             (b"/* c */ {}".to_vec(), "not valid JSON"),
-            (("[".repeat(33) + &"]".repeat(33)).into_bytes(), "deeper than 32"),
+            (
+                ("[".repeat(33) + &"]".repeat(33)).into_bytes(),
+                "deeper than 32",
+            ),
             (
                 ("{\"a\":".repeat(33) + "1" + &"}".repeat(33)).into_bytes(),
                 "deeper than 32",
@@ -164,7 +173,11 @@ mod tests {
         ];
         for (input, want) in cases {
             let e = parse(&input, 32).unwrap_err();
-            assert!(e.contains(want), "{:?}: {e}", String::from_utf8_lossy(&input));
+            assert!(
+                e.contains(want),
+                "{:?}: {e}",
+                String::from_utf8_lossy(&input)
+            );
         }
     }
 

@@ -191,7 +191,13 @@ fn begin(v: &Validators, req: Request<Body>) -> Result<Begin, BoxError> {
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -247,11 +253,13 @@ mod tests {
 
     /// A body that fails the test if it is read at all.
     fn unreadable() -> Body {
-        crate::body::boxed(http_body_util::StreamBody::new(futures_util::stream::poll_fn(
-            |_| -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-                panic!("body was read")
-            },
-        )))
+        crate::body::boxed(http_body_util::StreamBody::new(
+            futures_util::stream::poll_fn(
+                |_| -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+                    panic!("body was read")
+                },
+            ),
+        ))
     }
 
     fn error(r: Result<Response<Body>, BoxError>) -> Error {
@@ -268,7 +276,10 @@ mod tests {
     async fn valid_bodies_are_forwarded_byte_exact() {
         let f = Fixture::new("");
         let body = "{ \"name\" : \"n\",\n \"statusMap\": {} }";
-        for b in [full(body), chunked(&["{ \"name\" : \"n\",", "\n \"statusMap\": {} }"])] {
+        for b in [
+            full(body),
+            chunked(&["{ \"name\" : \"n\",", "\n \"statusMap\": {} }"]),
+        ] {
             let mut req = request(&f, "createSIMIntegration", Some("application/json"), b);
             req.headers_mut()
                 .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
@@ -317,7 +328,12 @@ mod tests {
         assert!(matches!(error(res), Error::PayloadTooLarge { limit: 16 }));
         assert!(seen.lock().unwrap().is_empty());
         // Invalid content.
-        let req = request(&f, "createSIMIntegration", Some("application/json"), full("{}"));
+        let req = request(
+            &f,
+            "createSIMIntegration",
+            Some("application/json"),
+            full("{}"),
+        );
         let (res, seen) = run(&f, req).await;
         assert!(matches!(error(res), Error::InvalidBody { .. }));
         assert!(seen.lock().unwrap().is_empty());
@@ -382,7 +398,8 @@ mod tests {
                 Some("application/json-patch+json"),
                 full(body),
             );
-            req.extensions_mut().insert(Arc::new(principal(&["OPERATOR"])));
+            req.extensions_mut()
+                .insert(Arc::new(principal(&["OPERATOR"])));
             let (res, seen) = run(&f, req).await;
             if allowed {
                 assert!(res.is_ok());

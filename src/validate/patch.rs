@@ -33,10 +33,10 @@ use serde_json::{Map, Value};
 
 use super::check::invalid;
 use super::config::ValidationConfig;
+use super::json;
 use super::media::{self, Kind};
 use super::report::{self, push_token, show, type_name};
 use super::store::{SchemaDoc, Store, Target};
-use super::json;
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::routes::Operation;
@@ -109,7 +109,9 @@ fn resource(
         METHODS
             .iter()
             .any(|m| {
-                item.get(*m).and_then(|o| o.get("operationId")).and_then(Value::as_str)
+                item.get(*m)
+                    .and_then(|o| o.get("operationId"))
+                    .and_then(Value::as_str)
                     == Some(operation_id)
             })
             .then_some(path.as_str())
@@ -316,7 +318,10 @@ fn check_op(
     let name = match m.get("op") {
         Some(Value::String(name)) => name.as_str(),
         Some(other) => {
-            messages.push(format!("{at}/op: expected string, got {}", type_name(other)));
+            messages.push(format!(
+                "{at}/op: expected string, got {}",
+                type_name(other)
+            ));
             return;
         }
         None => {
@@ -347,13 +352,21 @@ fn check_op(
         messages.push(format!("{at}/path: required, missing"));
         return;
     }
-    let path_use = if name == "test" { Use::Read } else { Use::Write };
+    let path_use = if name == "test" {
+        Use::Read
+    } else {
+        Use::Write
+    };
     let appends = matches!(name, "add" | "move" | "copy");
     let Some(path) = pointer(store, plan, m, "path", at, path_use, appends, messages) else {
         return;
     };
     if takes_from {
-        let from_use = if name == "move" { Use::Write } else { Use::Read };
+        let from_use = if name == "move" {
+            Use::Write
+        } else {
+            Use::Read
+        };
         if let Some(from) = pointer(store, plan, m, "from", at, from_use, false, messages) {
             if name == "move" && path.len() > from.len() && path.starts_with(&from) {
                 messages.push(format!("{at}/from: cannot move a field into itself"));

@@ -217,7 +217,11 @@ mod tests {
                 json!({}),
                 "/name: required, missing",
             ),
-            (json!({"type": "object"}), json!([]), "body: expected object, got array"),
+            (
+                json!({"type": "object"}),
+                json!([]),
+                "body: expected object, got array",
+            ),
             (
                 json!({"properties": {"t": {"enum": ["RULE"]}}}),
                 json!({"t": "X"}),
@@ -243,7 +247,10 @@ mod tests {
             assert_eq!(got, vec![want.to_owned()], "{schema}");
         }
         // Values never appear in messages.
-        let got = messages(json!({"properties": {"p": {"maxLength": 2}}}), json!({"p": "s3cr3t"}));
+        let got = messages(
+            json!({"properties": {"p": {"maxLength": 2}}}),
+            json!({"p": "s3cr3t"}),
+        );
         assert!(!got[0].contains("s3cr3t"), "{got:?}");
     }
 }

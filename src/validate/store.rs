@@ -176,7 +176,8 @@ impl SchemaDoc {
                 return Target::default();
             }
             let mut next = Vec::new();
-            let (mut declares, mut open, mut closed, mut by_required) = (false, false, false, false);
+            let (mut declares, mut open, mut closed, mut by_required) =
+                (false, false, false, false);
             let (mut typed, mut container, mut has_items) = (false, false, false);
             let index = is_index(token);
             for f in &flat {
@@ -461,7 +462,9 @@ mod tests {
     #[test]
     fn locations_compile_and_validate() {
         let mut d = doc();
-        let loc = d.include(&json!({"$ref": "#/components/schemas/Res"})).unwrap();
+        let loc = d
+            .include(&json!({"$ref": "#/components/schemas/Res"}))
+            .unwrap();
         let store = d.compile().unwrap();
         let v = store.validator(&loc).unwrap();
         let d = "description";

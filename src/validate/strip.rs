@@ -150,11 +150,7 @@ fn members(text: &str, start: usize) -> Option<Vec<Member>> {
         }
         let value = ws(b, colon + 1);
         let end = skip_value(b, value);
-        out.push(Member {
-            key,
-            start: i,
-            end,
-        });
+        out.push(Member { key, start: i, end });
         i = ws(b, end);
         match b.get(i) {
             Some(b',') => i = ws(b, i + 1),
@@ -207,8 +203,16 @@ mod tests {
     #[test]
     fn removes_members_keeping_every_other_byte() {
         let cases: &[(&str, Vec<Vec<String>>, &str)] = &[
-            (r#"{"id":"1","name":"n"}"#, vec![p(&["id"])], r#"{"name":"n"}"#),
-            (r#"{"name":"n", "id" : "1" }"#, vec![p(&["id"])], r#"{"name":"n" }"#),
+            (
+                r#"{"id":"1","name":"n"}"#,
+                vec![p(&["id"])],
+                r#"{"name":"n"}"#,
+            ),
+            (
+                r#"{"name":"n", "id" : "1" }"#,
+                vec![p(&["id"])],
+                r#"{"name":"n" }"#,
+            ),
             (r#"{ "id": "1" }"#, vec![p(&["id"])], r#"{  }"#),
             (
                 r#"{"id":"1","created":"x","name":"n","modified":"y"}"#,

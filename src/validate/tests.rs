@@ -179,7 +179,10 @@ const CREATES: [&str; 4] = [
     "putSIMIntegrationV1",
 ];
 const PATCHES: [&str; 2] = ["patchSIMAttributes", "patchSIMAttributesV1"];
-const RULE_PATCHES: [&str; 2] = ["patchBeforeProvisioningRule", "patchBeforeProvisioningRuleV1"];
+const RULE_PATCHES: [&str; 2] = [
+    "patchBeforeProvisioningRule",
+    "patchBeforeProvisioningRuleV1",
+];
 
 #[test]
 fn the_vendor_example_is_refused_with_pointers() {
@@ -227,15 +230,36 @@ fn valid_bodies_pass_byte_exact() {
 #[test]
 fn each_schema_violation_is_reported() {
     let cases = [
-        (r#"{"name":"a","statusMap":"x"}"#, "/statusMap: expected object, got string"),
+        (
+            r#"{"name":"a","statusMap":"x"}"#,
+            "/statusMap: expected object, got string",
+        ),
         (r#"{}"#, "/name: required, missing"),
         (r#"{"description":"d"}"#, "/name: required, missing"),
-        (r#"{"name":1}"#, "/name: expected string or null, got integer"),
-        (r#"{"name":"a","type":null}"#, "/type: expected string, got null"),
-        (r#"{"name":"a","sources":"x"}"#, "/sources: expected array, got string"),
-        (r#"{"name":"a","sources":["a",1]}"#, "/sources/1: expected string, got integer"),
-        (r#"{"name":"a","cluster":true}"#, "/cluster: expected string, got boolean"),
-        (r#"{"name":"a","request":[]}"#, "/request: expected object, got array"),
+        (
+            r#"{"name":1}"#,
+            "/name: expected string or null, got integer",
+        ),
+        (
+            r#"{"name":"a","type":null}"#,
+            "/type: expected string, got null",
+        ),
+        (
+            r#"{"name":"a","sources":"x"}"#,
+            "/sources: expected array, got string",
+        ),
+        (
+            r#"{"name":"a","sources":["a",1]}"#,
+            "/sources/1: expected string, got integer",
+        ),
+        (
+            r#"{"name":"a","cluster":true}"#,
+            "/cluster: expected string, got boolean",
+        ),
+        (
+            r#"{"name":"a","request":[]}"#,
+            "/request: expected object, got array",
+        ),
         (
             r#"{"name":"a","beforeProvisioningRule":{"type":"NOPE"}}"#,
             "/beforeProvisioningRule/type: must be one of \"ACCOUNT_CORRELATION_CONFIG\"",
@@ -244,9 +268,18 @@ fn each_schema_violation_is_reported() {
             r#"{"name":"a","beforeProvisioningRule":{"id":5}}"#,
             "/beforeProvisioningRule/id: expected string, got integer",
         ),
-        (r#"{"name":"a","id":"x"}"#, "/id: read-only, must not be sent"),
-        (r#"{"name":"a","created":"2020-01-01T00:00:00Z"}"#, "/created: read-only, must not be sent"),
-        (r#"{"name":"a","modified":null}"#, "/modified: read-only, must not be sent"),
+        (
+            r#"{"name":"a","id":"x"}"#,
+            "/id: read-only, must not be sent",
+        ),
+        (
+            r#"{"name":"a","created":"2020-01-01T00:00:00Z"}"#,
+            "/created: read-only, must not be sent",
+        ),
+        (
+            r#"{"name":"a","modified":null}"#,
+            "/modified: read-only, must not be sent",
+        ),
         (r#"[]"#, "body: expected object, got array"),
         (r#""x""#, "body: expected object, got string"),
     ];
@@ -260,13 +293,23 @@ fn each_schema_violation_is_reported() {
 
 #[test]
 fn strict_parsing() {
-    let deep = "{\"name\":\"a\",\"attributes\":".to_owned() + &"[".repeat(40) + &"]".repeat(40) + "}";
+    let deep =
+        "{\"name\":\"a\",\"attributes\":".to_owned() + &"[".repeat(40) + &"]".repeat(40) + "}";
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"\xEF\xBB\xBF{\"name\":\"a\"}".to_vec(), "byte order mark"),
         (b"{\"name\":\"\xC0\xAF\"}".to_vec(), "UTF-8"),
-        (b"{\"name\":\"a\",\"name\":\"b\"}".to_vec(), "duplicate key \"name\""),
-        (b"{\"name\":\"a\",\"attributes\":{\"k\":1,\"\\u006b\":2}}".to_vec(), "duplicate key \"k\""),
-        (b"{\"name\":\"a\"} trailing".to_vec(), "after the JSON value"),
+        (
+            b"{\"name\":\"a\",\"name\":\"b\"}".to_vec(),
+            "duplicate key \"name\"",
+        ),
+        (
+            b"{\"name\":\"a\",\"attributes\":{\"k\":1,\"\\u006b\":2}}".to_vec(),
+            "duplicate key \"k\"",
+        ),
+        (
+            b"{\"name\":\"a\"} trailing".to_vec(),
+            "after the JSON value",
+        ),
         (b"{\"name\":\"a\"}\n{}".to_vec(), "after the JSON value"),
         (b"{\"name\":\"a\",}".to_vec(), "not valid JSON"),
         (b"{\"name\":\"a\"".to_vec(), "not valid JSON"),
@@ -276,7 +319,11 @@ fn strict_parsing() {
     for (body, want) in cases {
         let m = messages(fixture().run("createSIMIntegration", Some(JSON), &[], &body));
         assert_eq!(m.len(), 1);
-        assert!(m[0].contains(want), "{}: {m:?}", String::from_utf8_lossy(&body));
+        assert!(
+            m[0].contains(want),
+            "{}: {m:?}",
+            String::from_utf8_lossy(&body)
+        );
     }
     // An empty body to an operation that requires one.
     let m = messages(fixture().json("createSIMIntegration", ""));
@@ -288,16 +335,36 @@ fn media_types() {
     let f = fixture();
     let cases: [(&str, Option<&str>, Result<(), &str>); 12] = [
         ("createSIMIntegration", Some(JSON), Ok(())),
-        ("createSIMIntegration", Some("application/json;charset=utf-8"), Ok(())),
+        (
+            "createSIMIntegration",
+            Some("application/json;charset=utf-8"),
+            Ok(()),
+        ),
         ("createSIMIntegration", None, Err(JSON)),
         ("createSIMIntegration", Some("text/plain"), Err(JSON)),
-        ("createSIMIntegration", Some("application/json; charset=iso-8859-1"), Err(JSON)),
+        (
+            "createSIMIntegration",
+            Some("application/json; charset=iso-8859-1"),
+            Err(JSON),
+        ),
         ("createSIMIntegration", Some(PATCH), Err(JSON)),
-        ("createSIMIntegration", Some("application/x-www-form-urlencoded"), Err(JSON)),
+        (
+            "createSIMIntegration",
+            Some("application/x-www-form-urlencoded"),
+            Err(JSON),
+        ),
         ("patchSIMAttributes", Some(PATCH), Ok(())),
-        ("patchSIMAttributes", Some("application/json-patch+json; charset=utf-8"), Ok(())),
+        (
+            "patchSIMAttributes",
+            Some("application/json-patch+json; charset=utf-8"),
+            Ok(()),
+        ),
         ("patchSIMAttributes", Some(JSON), Err(PATCH)),
-        ("patchSIMAttributes", Some("application/merge-patch+json"), Err(PATCH)),
+        (
+            "patchSIMAttributes",
+            Some("application/merge-patch+json"),
+            Err(PATCH),
+        ),
         ("patchSIMAttributesV1", None, Err(PATCH)),
     ];
     for (id, ct, want) in cases {
@@ -318,10 +385,16 @@ fn media_types() {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
     headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    let r = f
-        .validators
-        .validate(f.op("createSIMIntegration"), &headers, None, Bytes::from_static(b"{}"));
-    assert!(matches!(r, Err(Error::UnsupportedMediaType { .. })), "{r:?}");
+    let r = f.validators.validate(
+        f.op("createSIMIntegration"),
+        &headers,
+        None,
+        Bytes::from_static(b"{}"),
+    );
+    assert!(
+        matches!(r, Err(Error::UnsupportedMediaType { .. })),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -352,20 +425,31 @@ fn sizes() {
 fn unknown_operation_ids_in_body_limits_are_refused() {
     let docs = documents();
     let ops = operations(&docs[0], 0, "/beta");
-    let section: ValidationSection = toml::from_str("[body_limits]\ncreateSimIntegration = 5").unwrap();
+    let section: ValidationSection =
+        toml::from_str("[body_limits]\ncreateSimIntegration = 5").unwrap();
     let e = Validators::compile(ops.iter(), |i| docs.get(i), &section, Path::new("x.toml"))
         .unwrap_err();
-    assert!(e.0.contains("validation.body_limits.createSimIntegration"), "{e}");
+    assert!(
+        e.0.contains("validation.body_limits.createSimIntegration"),
+        "{e}"
+    );
 }
 
 #[test]
 fn operations_without_a_body() {
     let f = fixture();
-    for id in ["getSIMIntegration", "deleteSIMIntegrationV1", "getSIMIntegrations"] {
+    for id in [
+        "getSIMIntegration",
+        "deleteSIMIntegrationV1",
+        "getSIMIntegrations",
+    ] {
         assert!(f.validators.operation(f.op(id)).is_none());
         assert!(f.run(id, None, &[], b"").is_ok());
         let m = messages(f.run(id, Some(JSON), &[], b"{}"));
-        assert_eq!(m, vec!["body: this operation takes no request body".to_owned()]);
+        assert_eq!(
+            m,
+            vec!["body: this operation takes no request body".to_owned()]
+        );
     }
 }
 
@@ -412,40 +496,130 @@ fn bad_patches_are_refused() {
     );
     let cases: Vec<(&str, &str)> = vec![
         (r#"{}"#, "body: a JSON Patch is an array"),
-        (r#"{"operations":{}}"#, "/operations: expected array, got object"),
+        (
+            r#"{"operations":{}}"#,
+            "/operations: expected array, got object",
+        ),
         (r#"{"operations":[],"x":1}"#, "/x: unknown member"),
         (r#""x""#, "body: expected array or object, got string"),
         (r#"[1]"#, "/0: expected object, got integer"),
-        (r#"[{"op":"frob","path":"/description","value":"x"}]"#, "/0/op: must be one of"),
+        (
+            r#"[{"op":"frob","path":"/description","value":"x"}]"#,
+            "/0/op: must be one of",
+        ),
         (r#"[{"op":1,"path":"/description","value":"x"}]"#, "/0/op: "),
-        (r#"[{"path":"/description","value":"x"}]"#, "/0/op: required, missing"),
-        (r#"[{"op":"replace","value":"x"}]"#, "/0/path: required, missing"),
-        (r#"[{"op":"replace","path":5,"value":"x"}]"#, "/0/path: expected string, got integer"),
-        (r#"[{"op":"replace","path":"/description"}]"#, "/0/value: required for replace"),
-        (r#"[{"op":"test","path":"/description"}]"#, "/0/value: required for test"),
-        (r#"[{"op":"remove","path":"/description","value":"x"}]"#, "/0/value: not used by remove"),
-        (r#"[{"op":"move","path":"/description"}]"#, "/0/from: required for move"),
-        (r#"[{"op":"copy","path":"/description","value":"x","from":"/name"}]"#, "/0/value: not used by copy"),
-        (r#"[{"op":"add","path":"/description","value":"x","from":"/name"}]"#, "/0/from: not used by add"),
-        (r#"[{"op":"replace","path":"/description","value":"x","extra":1}]"#, "/0/extra: unknown member"),
-        (r#"[{"op":"replace","path":"description","value":"x"}]"#, "/0/path: \"description\" is not a JSON Pointer"),
-        (r#"[{"op":"replace","path":"/a~2b","value":"x"}]"#, "is not a JSON Pointer"),
-        (r#"[{"op":"replace","path":"/a~","value":"x"}]"#, "is not a JSON Pointer"),
-        (r#"[{"op":"copy","from":"nope","path":"/name"}]"#, "/0/from: \"nope\" is not a JSON Pointer"),
-        (r#"[{"op":"replace","path":"","value":{}}]"#, "/0/path: must name a field"),
-        (r#"[{"op":"remove","path":""}]"#, "/0/path: must name a field"),
-        (r#"[{"op":"replace","path":"/nope","value":"x"}]"#, "/0/path: \"/nope\" is not a field of the resource"),
-        (r#"[{"op":"add","path":"/name/x","value":"x"}]"#, "is not a field of the resource"),
-        (r#"[{"op":"add","path":"/sources/x","value":"x"}]"#, "is not a field of the resource"),
-        (r#"[{"op":"add","path":"/sources/01","value":"x"}]"#, "is not a field of the resource"),
-        (r#"[{"op":"replace","path":"/sources/-","value":"x"}]"#, "uses \"-\""),
-        (r#"[{"op":"copy","from":"/sources/-","path":"/cluster"}]"#, "uses \"-\""),
-        (r#"[{"op":"replace","path":"/statusMap","value":"x"}]"#, "/0/value: expected object, got string"),
-        (r#"[{"op":"add","path":"/sources/-","value":"x"},{"op":"add","path":"/sources/0","value":5}]"#, "/1/value: expected string, got integer"),
-        (r#"[{"op":"replace","path":"/description","value":null}]"#, "/0/value: expected string, boolean, integer, object or array, got null"),
-        (r#"[{"op":"replace","path":"/description","value":1.5}]"#, "/0/value: expected string, boolean, integer, object or array, got number"),
-        (r#"[{"op":"move","from":"/statusMap","path":"/statusMap/x"}]"#, "/0/from: cannot move a field into itself"),
-        (r#"{"operations":[{"op":"remove","path":"/nope"}]}"#, "/operations/0/path: \"/nope\" is not a field"),
+        (
+            r#"[{"path":"/description","value":"x"}]"#,
+            "/0/op: required, missing",
+        ),
+        (
+            r#"[{"op":"replace","value":"x"}]"#,
+            "/0/path: required, missing",
+        ),
+        (
+            r#"[{"op":"replace","path":5,"value":"x"}]"#,
+            "/0/path: expected string, got integer",
+        ),
+        (
+            r#"[{"op":"replace","path":"/description"}]"#,
+            "/0/value: required for replace",
+        ),
+        (
+            r#"[{"op":"test","path":"/description"}]"#,
+            "/0/value: required for test",
+        ),
+        (
+            r#"[{"op":"remove","path":"/description","value":"x"}]"#,
+            "/0/value: not used by remove",
+        ),
+        (
+            r#"[{"op":"move","path":"/description"}]"#,
+            "/0/from: required for move",
+        ),
+        (
+            r#"[{"op":"copy","path":"/description","value":"x","from":"/name"}]"#,
+            "/0/value: not used by copy",
+        ),
+        (
+            r#"[{"op":"add","path":"/description","value":"x","from":"/name"}]"#,
+            "/0/from: not used by add",
+        ),
+        (
+            r#"[{"op":"replace","path":"/description","value":"x","extra":1}]"#,
+            "/0/extra: unknown member",
+        ),
+        (
+            r#"[{"op":"replace","path":"description","value":"x"}]"#,
+            "/0/path: \"description\" is not a JSON Pointer",
+        ),
+        (
+            r#"[{"op":"replace","path":"/a~2b","value":"x"}]"#,
+            "is not a JSON Pointer",
+        ),
+        (
+            r#"[{"op":"replace","path":"/a~","value":"x"}]"#,
+            "is not a JSON Pointer",
+        ),
+        (
+            r#"[{"op":"copy","from":"nope","path":"/name"}]"#,
+            "/0/from: \"nope\" is not a JSON Pointer",
+        ),
+        (
+            r#"[{"op":"replace","path":"","value":{}}]"#,
+            "/0/path: must name a field",
+        ),
+        (
+            r#"[{"op":"remove","path":""}]"#,
+            "/0/path: must name a field",
+        ),
+        (
+            r#"[{"op":"replace","path":"/nope","value":"x"}]"#,
+            "/0/path: \"/nope\" is not a field of the resource",
+        ),
+        (
+            r#"[{"op":"add","path":"/name/x","value":"x"}]"#,
+            "is not a field of the resource",
+        ),
+        (
+            r#"[{"op":"add","path":"/sources/x","value":"x"}]"#,
+            "is not a field of the resource",
+        ),
+        (
+            r#"[{"op":"add","path":"/sources/01","value":"x"}]"#,
+            "is not a field of the resource",
+        ),
+        (
+            r#"[{"op":"replace","path":"/sources/-","value":"x"}]"#,
+            "uses \"-\"",
+        ),
+        (
+            r#"[{"op":"copy","from":"/sources/-","path":"/cluster"}]"#,
+            "uses \"-\"",
+        ),
+        (
+            r#"[{"op":"replace","path":"/statusMap","value":"x"}]"#,
+            "/0/value: expected object, got string",
+        ),
+        (
+            r#"[{"op":"add","path":"/sources/-","value":"x"},{"op":"add","path":"/sources/0","value":5}]"#,
+            "/1/value: expected string, got integer",
+        ),
+        (
+            r#"[{"op":"replace","path":"/description","value":null}]"#,
+            "/0/value: expected string, boolean, integer, object or array, got null",
+        ),
+        (
+            r#"[{"op":"replace","path":"/description","value":1.5}]"#,
+            "/0/value: expected string, boolean, integer, object or array, got number",
+        ),
+        (
+            r#"[{"op":"move","from":"/statusMap","path":"/statusMap/x"}]"#,
+            "/0/from: cannot move a field into itself",
+        ),
+        (
+            r#"{"operations":[{"op":"remove","path":"/nope"}]}"#,
+            "/operations/0/path: \"/nope\" is not a field",
+        ),
         (&many, "body: more than 64 operations"),
     ];
     for id in PATCHES {
@@ -455,13 +629,20 @@ fn bad_patches_are_refused() {
         }
     }
     // 64 operations are fine.
-    let ok = format!("[{}]", vec![r#"{"op":"test","path":"/name","value":"n"}"#; 64].join(","));
+    let ok = format!(
+        "[{}]",
+        vec![r#"{"op":"test","path":"/name","value":"n"}"#; 64].join(",")
+    );
     assert!(fixture().patch("patchSIMAttributes", &ok).is_ok());
     // Targets of the rule patch are relative to the rule.
     for id in RULE_PATCHES {
-        let m = messages(fixture().patch(id, r#"[{"op":"replace","path":"/description","value":"x"}]"#));
+        let m = messages(fixture().patch(
+            id,
+            r#"[{"op":"replace","path":"/description","value":"x"}]"#,
+        ));
         assert!(m[0].contains("is not a field of the resource"), "{m:?}");
-        let m = messages(fixture().patch(id, r#"[{"op":"replace","path":"/type","value":"NOPE"}]"#));
+        let m =
+            messages(fixture().patch(id, r#"[{"op":"replace","path":"/type","value":"NOPE"}]"#));
         assert!(m[0].starts_with("/0/value: must be one of"), "{m:?}");
     }
 }
@@ -469,22 +650,60 @@ fn bad_patches_are_refused() {
 #[test]
 fn read_only_targets_are_refused() {
     let cases = [
-        (r#"[{"op":"replace","path":"/id","value":"x"}]"#, "/0/path: \"/id\" is read-only"),
-        (r#"[{"op":"add","path":"/created","value":"x"}]"#, "/0/path: \"/created\" is read-only"),
-        (r#"[{"op":"remove","path":"/modified"}]"#, "/0/path: \"/modified\" is read-only"),
-        (r#"[{"op":"test","path":"/id","value":"x"}]"#, "/0/path: \"/id\" is read-only"),
-        (r#"[{"op":"move","from":"/id","path":"/name"}]"#, "/0/from: \"/id\" is read-only"),
-        (r#"[{"op":"copy","from":"/created","path":"/description"}]"#, "/0/from: \"/created\" is read-only"),
-        (r#"[{"op":"copy","from":"/name","path":"/id"}]"#, "/0/path: \"/id\" is read-only"),
-        (r#"{"operations":[{"op":"replace","path":"/provisioningConfig/universalManager","value":false}]}"#,
-            "/operations/0/path: \"/provisioningConfig/universalManager\" is read-only"),
-        (r#"[{"op":"replace","path":"/provisioningConfig","value":{}}]"#, "\"/provisioningConfig\" contains read-only fields"),
-        (r#"[{"op":"remove","path":"/provisioningConfig"}]"#, "contains read-only fields"),
-        (r#"[{"op":"move","from":"/provisioningConfig","path":"/attributes/x"}]"#, "/0/from: \"/provisioningConfig\" contains read-only fields"),
+        (
+            r#"[{"op":"replace","path":"/id","value":"x"}]"#,
+            "/0/path: \"/id\" is read-only",
+        ),
+        (
+            r#"[{"op":"add","path":"/created","value":"x"}]"#,
+            "/0/path: \"/created\" is read-only",
+        ),
+        (
+            r#"[{"op":"remove","path":"/modified"}]"#,
+            "/0/path: \"/modified\" is read-only",
+        ),
+        (
+            r#"[{"op":"test","path":"/id","value":"x"}]"#,
+            "/0/path: \"/id\" is read-only",
+        ),
+        (
+            r#"[{"op":"move","from":"/id","path":"/name"}]"#,
+            "/0/from: \"/id\" is read-only",
+        ),
+        (
+            r#"[{"op":"copy","from":"/created","path":"/description"}]"#,
+            "/0/from: \"/created\" is read-only",
+        ),
+        (
+            r#"[{"op":"copy","from":"/name","path":"/id"}]"#,
+            "/0/path: \"/id\" is read-only",
+        ),
+        (
+            r#"{"operations":[{"op":"replace","path":"/provisioningConfig/universalManager","value":false}]}"#,
+            "/operations/0/path: \"/provisioningConfig/universalManager\" is read-only",
+        ),
+        (
+            r#"[{"op":"replace","path":"/provisioningConfig","value":{}}]"#,
+            "\"/provisioningConfig\" contains read-only fields",
+        ),
+        (
+            r#"[{"op":"remove","path":"/provisioningConfig"}]"#,
+            "contains read-only fields",
+        ),
+        (
+            r#"[{"op":"move","from":"/provisioningConfig","path":"/attributes/x"}]"#,
+            "/0/from: \"/provisioningConfig\" contains read-only fields",
+        ),
         // Escapes are decoded before the lookup: "~0" is "~", so these
         // name no field at all.
-        (r#"[{"op":"replace","path":"/i~0d","value":"x"}]"#, "is not a field of the resource"),
-        (r#"[{"op":"replace","path":"/~1id","value":"x"}]"#, "is not a field of the resource"),
+        (
+            r#"[{"op":"replace","path":"/i~0d","value":"x"}]"#,
+            "is not a field of the resource",
+        ),
+        (
+            r#"[{"op":"replace","path":"/~1id","value":"x"}]"#,
+            "is not a field of the resource",
+        ),
     ];
     for id in PATCHES {
         for (body, want) in cases {
@@ -495,7 +714,10 @@ fn read_only_targets_are_refused() {
     // Reading a container of read-only fields is fine.
     assert!(
         fixture()
-            .patch("patchSIMAttributes", r#"[{"op":"copy","from":"/provisioningConfig","path":"/attributes/cfg"}]"#)
+            .patch(
+                "patchSIMAttributes",
+                r#"[{"op":"copy","from":"/provisioningConfig","path":"/attributes/cfg"}]"#
+            )
             .is_ok()
     );
 }
@@ -504,18 +726,18 @@ fn read_only_targets_are_refused() {
 fn read_only_targets_behind_escapes() {
     // A document whose read-only fields need escaping in pointers.
     let doc = json!({"openapi": "3.0.1", "paths": {
-        "/things/{id}": {
-            "put": {"operationId": "putThing", "requestBody": {"content": {"application/json":
-                {"schema": {"$ref": "#/components/schemas/Thing"}}}}},
-            "patch": {"operationId": "patchThing", "requestBody": {"content": {"application/json-patch+json":
-                {"schema": {"type": "array", "items": {"type": "object"}}}}}},
-        }},
-        "components": {"schemas": {"Thing": {"type": "object", "properties": {
-            "a/b": {"type": "string", "readOnly": true},
-            "c~d": {"type": "string", "readOnly": true},
-            "ab": {"type": "string"},
-            "c~1d": {"type": "string"},
-        }}}}});
+    "/things/{id}": {
+        "put": {"operationId": "putThing", "requestBody": {"content": {"application/json":
+            {"schema": {"$ref": "#/components/schemas/Thing"}}}}},
+        "patch": {"operationId": "patchThing", "requestBody": {"content": {"application/json-patch+json":
+            {"schema": {"type": "array", "items": {"type": "object"}}}}}},
+    }},
+    "components": {"schemas": {"Thing": {"type": "object", "properties": {
+        "a/b": {"type": "string", "readOnly": true},
+        "c~d": {"type": "string", "readOnly": true},
+        "ab": {"type": "string"},
+        "c~1d": {"type": "string"},
+    }}}}});
     let ops = operations(&doc, 0, "/");
     let v = Validators::compile(
         ops.iter(),
@@ -527,7 +749,14 @@ fn read_only_targets_behind_escapes() {
     let patch = ops.iter().find(|o| o.operation_id == "patchThing").unwrap();
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(PATCH));
-    let run = |body: &str| v.validate(patch, &headers, None, Bytes::copy_from_slice(body.as_bytes()));
+    let run = |body: &str| {
+        v.validate(
+            patch,
+            &headers,
+            None,
+            Bytes::copy_from_slice(body.as_bytes()),
+        )
+    };
     for (path, ok) in [
         ("/a~1b", false),
         ("/c~0d", false),
@@ -535,14 +764,19 @@ fn read_only_targets_behind_escapes() {
         ("/c~01d", true),
         ("/a/b", false),
     ] {
-        let body = format!(r#"[{{"op":"replace","path":"{path}","value":"x"}},{{"op":"copy","from":"{path}","path":"/ab"}}]"#);
+        let body = format!(
+            r#"[{{"op":"replace","path":"{path}","value":"x"}},{{"op":"copy","from":"{path}","path":"/ab"}}]"#
+        );
         match run(&body) {
             Ok(_) => assert!(ok, "{path} passed"),
             Err(Error::InvalidBody { messages }) => {
                 assert!(!ok, "{path}: {messages:?}");
                 if path != "/a/b" {
                     assert_eq!(messages.len(), 2, "{messages:?}");
-                    assert!(messages.iter().all(|m| m.ends_with("is read-only")), "{messages:?}");
+                    assert!(
+                        messages.iter().all(|m| m.ends_with("is read-only")),
+                        "{messages:?}"
+                    );
                 }
             }
             Err(e) => panic!("{path}: {e:?}"),
@@ -555,14 +789,40 @@ fn patch_paths_per_role() {
     let f = Fixture::new("[patch_paths]\nOPERATOR = [\"/description\"]\n");
     let replace = |path: &str| format!(r#"[{{"op":"replace","path":"{path}","value":"x"}}]"#);
     let run = |id: &str, roles: &[&str], body: &str| f.run(id, Some(PATCH), roles, body.as_bytes());
-    assert!(run("patchSIMAttributes", &["OPERATOR"], &replace("/description")).is_ok());
-    assert!(run("patchSIMAttributesV1", &["OPERATOR"], r#"{"operations":[{"op":"replace","path":"/description","value":"x"}]}"#).is_ok());
+    assert!(
+        run(
+            "patchSIMAttributes",
+            &["OPERATOR"],
+            &replace("/description")
+        )
+        .is_ok()
+    );
+    assert!(
+        run(
+            "patchSIMAttributesV1",
+            &["OPERATOR"],
+            r#"{"operations":[{"op":"replace","path":"/description","value":"x"}]}"#
+        )
+        .is_ok()
+    );
     assert!(run("patchSIMAttributes", &["ORG_ADMIN"], &replace("/name")).is_ok());
     for (id, roles, body) in [
         ("patchSIMAttributes", &["OPERATOR"][..], replace("/name")),
-        ("patchSIMAttributes", &["OPERATOR", "SIM_READER"], replace("/cluster")),
-        ("patchSIMAttributesV1", &["OPERATOR"], r#"[{"op":"move","from":"/name","path":"/description"}]"#.to_owned()),
-        ("patchBeforeProvisioningRule", &["OPERATOR"], replace("/name")),
+        (
+            "patchSIMAttributes",
+            &["OPERATOR", "SIM_READER"],
+            replace("/cluster"),
+        ),
+        (
+            "patchSIMAttributesV1",
+            &["OPERATOR"],
+            r#"[{"op":"move","from":"/name","path":"/description"}]"#.to_owned(),
+        ),
+        (
+            "patchBeforeProvisioningRule",
+            &["OPERATOR"],
+            replace("/name"),
+        ),
     ] {
         match run(id, roles, &body) {
             Err(Error::Forbidden { operation }) => assert_eq!(operation, id),
@@ -575,7 +835,12 @@ fn patch_paths_per_role() {
         Err(Error::InvalidBody { .. })
     ));
     let f = Fixture::new("[patch_paths]\nRULES = [\"/beforeProvisioningRule\"]\n");
-    let r = f.run("patchBeforeProvisioningRuleV1", Some(PATCH), &["RULES"], replace("/name").as_bytes());
+    let r = f.run(
+        "patchBeforeProvisioningRuleV1",
+        Some(PATCH),
+        &["RULES"],
+        replace("/name").as_bytes(),
+    );
     assert!(r.is_ok(), "{r:?}");
 }
 
@@ -588,9 +853,18 @@ fn read_only_fields_can_be_stripped() {
     assert_eq!(out, r#"{"name": "n", "statusMap": {"a": "b"}}"#);
     // Other violations are still refused, read-only ones not listed.
     let m = messages(f.json("createSIMIntegration", r#"{"id":"x","statusMap":"s"}"#));
-    assert_eq!(m, vec!["/name: required, missing", "/statusMap: expected object, got string"]);
+    assert_eq!(
+        m,
+        vec![
+            "/name: required, missing",
+            "/statusMap: expected object, got string"
+        ]
+    );
     // Patches on read-only fields are refused either way.
-    assert!(f.patch("patchSIMAttributes", r#"[{"op":"remove","path":"/id"}]"#).is_err());
+    assert!(
+        f.patch("patchSIMAttributes", r#"[{"op":"remove","path":"/id"}]"#)
+            .is_err()
+    );
 }
 
 #[test]
@@ -614,7 +888,8 @@ fn every_document_operation_compiles() {
         .map(|o| o.operation_id.as_str())
         .collect();
     assert_eq!(with_body.len(), 8, "{with_body:?}");
-    let plain = serde_json::to_string(&json!([{"op":"replace","path":"/name","value":"x"}])).unwrap();
+    let plain =
+        serde_json::to_string(&json!([{"op":"replace","path":"/name","value":"x"}])).unwrap();
     for id in PATCHES.iter().chain(RULE_PATCHES.iter()) {
         assert!(f.patch(id, &plain).is_ok(), "{id}");
     }
