@@ -4,7 +4,7 @@
 #
 #   benches/run.sh            full run (a few minutes), writes docs/PERFORMANCE.md
 #   benches/run.sh --quick    keep-alive run (well under a minute of load),
-#                             writes target/bench/PERFORMANCE.quick.md
+#                             writes $CARGO_TARGET_DIR/bench/PERFORMANCE.quick.md
 #
 # Options (defaults in brackets):
 #   --runs N          repetitions of every measurement; medians are reported [3]
@@ -53,9 +53,7 @@ while [ $# -gt 0 ]; do
 done
 if [ "$QUICK" = 1 ]; then
     RUNS=1 RATE=500 RATE_SECS=1 SAT_SECS=1
-    OUT=${OUT:-$REPO/target/bench/PERFORMANCE.quick.md}
 fi
-OUT=${OUT:-$REPO/docs/PERFORMANCE.md}
 
 # --- tools -------------------------------------------------------------------
 export PATH="$PATH:$HOME/.cargo/bin"
@@ -92,6 +90,10 @@ if [ "$BUILD" = 1 ]; then
     log "cargo build --release"
     (cd "$REPO" && cargo build --release --quiet --bin simgate)
 fi
+if [ "$QUICK" = 1 ]; then
+    OUT=${OUT:-$TARGET_DIR/bench/PERFORMANCE.quick.md}
+fi
+OUT=${OUT:-$REPO/docs/PERFORMANCE.md}
 SIMGATE=$TARGET_DIR/release/simgate
 [ -x "$SIMGATE" ] || die "$SIMGATE not found (build with cargo build --release)"
 UPSTREAM_BIN=${UPSTREAM_BIN:-$SIMGATE}
@@ -146,7 +148,7 @@ PY
 
 # --- issuer and tokens -------------------------------------------------------
 ISS=https://idp.simgate.bench AUD=simgate KID=bench-rsa-1 ROLE=ORG_ADMIN
-RATE_LIMIT=100000000 # per client per second: never reached
+RATE_LIMIT=1000000 # requests per client per second (HAProxy: per 10 s): never reached
 jwt_issuer "$WORK" "$KID"
 NOW=$(date +%s)
 claims() { # claims SUB ROLES_JSON
@@ -211,26 +213,28 @@ start_haproxy() {
     add_config haproxy "http://127.0.0.1:$port" "$SPAWN_PID"
 }
 
-# start_simgate NAME TEMPLATE [AUDIT_FLUSH]: renders the config, leaves out
-# the layer parts the binary refuses (recorded in LAYERS_MISSING), starts it.
+# start_simgate NAME TEMPLATE [AUDIT_FLUSH [AUTH_CACHE]]: renders the config, leaves out
+# the layer parts the binary refuses (see accept_layers), starts it.
 declare -A LAYERS_ON LAYERS_OFF
 start_simgate() {
-    local name=$1 template=$2 flush=${3:-batch} port conf
+    local name=$1 template=$2 flush=${3:-batch} cache=${4:-10000} port conf
     port=$(free_port)
     conf=$WORK/$name.toml
     render "$HERE/conf/$template" "$WORK/$name.full.toml" \
         PORT="$port" UPSTREAM="$UPSTREAM" DIR="$WORK" REPO="$REPO" ISS="$ISS" AUD="$AUD" \
-        RATE_LIMIT="$RATE_LIMIT" AUDIT_FLUSH="$flush"
+        RATE_LIMIT="$RATE_LIMIT" AUDIT_FLUSH="$flush" AUTH_CACHE="$cache" CONFIG_NAME="$name"
     accept_layers "$WORK/$name.full.toml" "$conf" "$name"
     spawn "$name" "$WORK/logs/$name.log" env RUST_LOG=warn \
         "${SUT_ON[@]}" "$SIMGATE" serve --config "$conf"
     add_config "$name" "http://127.0.0.1:$port" "$SPAWN_PID"
 }
 
-# accept_layers FULL OUT NAME: keeps the head of FULL and each "# layer:"
-# part that `simgate check` accepts on top of what was kept before.
+# accept_layers FULL OUT NAME: FULL as is when `simgate check` accepts it;
+# else without the one "# layer:" part whose removal makes it pass; else the
+# longest run of leading parts that passes. Records the parts kept and left
+# out in LAYERS_ON / LAYERS_OFF.
 accept_layers() {
-    local full=$1 out=$2 name=$3 part layer on="" off=""
+    local full=$1 out=$2 name=$3 parts=() kept=() off="" i n p
     python3 - "$full" "$WORK/parts.$name" <<'PY'
 import sys, os
 text = open(sys.argv[1]).read()
@@ -241,21 +245,44 @@ for i, chunk in enumerate(chunks[1:], 1):
     name, _, body = chunk.partition("\n")
     open(os.path.join(sys.argv[2], f"{i:02d}-{name.strip()}"), "w").write(body)
 PY
-    cp "$WORK/parts.$name/00-head" "$out"
-    for part in "$WORK/parts.$name"/[0-9][0-9]-*; do
-        layer=${part##*/[0-9][0-9]-}
-        [ "$layer" = head ] && continue
-        cat "$out" "$part" >"$out.try"
-        if "$SIMGATE" check --config "$out.try" >"$WORK/logs/$name.check.$layer" 2>&1; then
-            mv "$out.try" "$out"
-            on="$on $layer"
+    for p in "$WORK/parts.$name"/[0-9][0-9]-*; do
+        [ "${p##*/}" = 00-head ] || parts+=("$p")
+    done
+    n=${#parts[@]}
+    layers_ok() { # layers_ok PART...: does head + these parts pass the check?
+        cat "$WORK/parts.$name/00-head" "$@" >"$out"
+        "$SIMGATE" check --config "$out" >"$WORK/logs/$name.check" 2>&1
+    }
+    if layers_ok "${parts[@]}"; then
+        kept=("${parts[@]}")
+    else
+        log "$name: config refused: $(grep -v '^ *$' "$WORK/logs/$name.check" | tail -1)"
+        for ((i = 0; i < n; i++)); do
+            if layers_ok "${parts[@]:0:i}" "${parts[@]:i+1}"; then
+                kept=("${parts[@]:0:i}" "${parts[@]:i+1}")
+                break
+            fi
+        done
+        if [ ${#kept[@]} = 0 ]; then
+            for ((i = n - 1; i >= 0; i--)); do
+                if layers_ok "${parts[@]:0:i}"; then
+                    kept=("${parts[@]:0:i}")
+                    break
+                fi
+            done
+            [ $i -ge 0 ] || die "$name: even the config without layers is refused: $(tail -3 "$WORK/logs/$name.check")"
+        fi
+    fi
+    layers_ok "${kept[@]}" || die "$name: config refused"
+    LAYERS_ON[$name]="" LAYERS_OFF[$name]=""
+    for p in "${parts[@]}"; do
+        if [[ " ${kept[*]} " == *" $p "* ]]; then
+            LAYERS_ON[$name]+="${LAYERS_ON[$name]:+ }${p##*/[0-9][0-9]-}"
         else
-            off="$off $layer"
-            log "$name: layer $layer left out: $(tail -1 "$WORK/logs/$name.check.$layer")"
+            LAYERS_OFF[$name]+="${LAYERS_OFF[$name]:+ }${p##*/[0-9][0-9]-}"
         fi
     done
-    rm -f "$out.try"
-    LAYERS_ON[$name]=${on# } LAYERS_OFF[$name]=${off# }
+    [ -z "${LAYERS_OFF[$name]}" ] || log "$name: layers left out: ${LAYERS_OFF[$name]}"
 }
 
 start_nginx
@@ -263,6 +290,7 @@ start_haproxy
 start_simgate simgate-pass simgate-passthrough.toml
 start_simgate simgate-full simgate-full.toml batch
 start_simgate simgate-full-always simgate-full.toml always
+start_simgate simgate-full-nocache simgate-full.toml batch 0
 
 for c in "${CONFIGS[@]}"; do
     wait_http "${URL[$c]}$ITEM" "${PGID[$c]}" ||
@@ -324,7 +352,7 @@ measure() {
     if [ "$kind" = rate ]; then
         secs=$RATE_SECS
         local args=(--no-tui --output-format json -z "${secs}s" -q "$RATE" -c "$RATE_CONNS"
-            --latency-correction -m "$method" -H "Authorization: Bearer $TOKEN")
+            --latency-correction -w -m "$method" -H "Authorization: Bearer $TOKEN")
         [ -z "$body" ] || args+=(-T "$ctype" -d "$body")
         { time timeout $((secs + 30)) "${LOAD_ON[@]}" oha "${args[@]}" "$url" \
             >"$raw.out" 2>"$raw.err"; } 2>"$raw.time" || rc=$?
@@ -359,8 +387,10 @@ workload_configs() { # workload_configs WORKLOAD: the configurations it runs on
     local c
     for c in "${CONFIGS[@]}"; do
         [ "${STATE[$c]}" = ok ] || continue
-        # Audit flush only matters for mutations.
+        # Audit flush only matters for mutations; the token cache is shown
+        # on the read path.
         [ "$1" = get ] && [ "$c" = simgate-full-always ] && continue
+        [ "$1" = patch ] && [ "$c" = simgate-full-nocache ] && continue
         echo "$c"
     done
 }
