@@ -10,8 +10,8 @@ use std::sync::Arc;
 use http::{Method, Request, Response};
 use tower::{Service, ServiceBuilder};
 
-use crate::auth::{AuthenticateLayer, Authenticator, IssuersHaveKeys};
 use crate::audit::{Audit, AuditConfig};
+use crate::auth::{AuthenticateLayer, Authenticator, IssuersHaveKeys};
 use crate::authz::{AuthorizeLayer, Policy};
 use crate::body::Body;
 use crate::config::{Config, Mode};
