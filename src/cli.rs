@@ -47,12 +47,68 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
     },
-    /// Validate a config file (exit 0 when valid, 1 when not).
+    /// Validate a config file (exit 0 when valid, 1 when not) and print the
+    /// effective access matrix (operations × roles), warning about
+    /// operations no role can call.
     Check {
         /// The TOML config file.
         #[arg(long, short, default_value = "config/simgate.toml")]
         config: PathBuf,
+        /// Print the access matrix as JSON (for machines) instead of text.
+        #[arg(long)]
+        json: bool,
     },
+    /// Mint a signed JWT for tests and demos (printed to stdout).
+    Token(TokenArgs),
+    /// Work with the audit trail.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `simgate audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain across trail files, oldest first (e.g.
+    /// `audit/audit*.jsonl`): names the first bad line (exit 1) or prints the
+    /// record count and the last hash (exit 0).
+    Verify {
+        /// The trail files, in chain order (rotated files first).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// `simgate token`: what the token says and what signs it.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// PKCS#8 PEM private key (RSA → RS256, P-256 → ES256), e.g. the demo's
+    /// `signing-key.pem`.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Key id put in the header (must match the key's `kid` in the JWKS).
+    #[arg(long)]
+    pub kid: String,
+    /// Subject (`sub`, also `client_id`).
+    #[arg(long)]
+    pub sub: String,
+    /// Roles (`authorities`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// Scopes (`scope`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: i64,
+    /// Issuer (`iss`).
+    #[arg(long, default_value = crate::demo::DEMO_ISSUER)]
+    pub iss: String,
+    /// Audience (`aud`).
+    #[arg(long, default_value = crate::demo::DEMO_AUDIENCE)]
+    pub aud: String,
 }
 
 /// Runs the parsed command line.
@@ -63,7 +119,11 @@ pub fn run(cli: Cli) -> ExitCode {
             runtime().and_then(|rt| rt.block_on(crate::demo::run(&dir, port)))
         }
         Command::Upstream { listen } => upstream(listen),
-        Command::Check { config } => check(config),
+        Command::Check { config, json } => check(config, json),
+        Command::Token(args) => token(&args).map(|t| println!("{t}")),
+        Command::Audit {
+            command: AuditCommand::Verify { files },
+        } => crate::audit::verify::run(&files).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,9 +173,67 @@ fn upstream(listen: SocketAddr) -> Result<(), BoxError> {
     })
 }
 
-fn check(path: PathBuf) -> Result<(), BoxError> {
+fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
+    use std::io::Write;
     let config = Config::load(&path)?;
     let gateway = crate::stack::Gateway::from_config(config)?;
-    println!("{}: ok", gateway.config().path.display());
+    let matrix = match (gateway.operations(), gateway.policy()) {
+        (Some(table), Some(policy)) => Some(crate::authz::AccessMatrix::new(table, policy)),
+        _ => None,
+    };
+    if let Some(m) = &matrix {
+        for r in m.unreachable() {
+            eprintln!(
+                "warning: no role can call {} ({} {})",
+                r.operation_id, r.method, r.path
+            );
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value = matrix.as_ref().map(|m| m.to_json()).unwrap_or_default();
+        writeln!(out, "{value:#}")?;
+        return Ok(());
+    }
+    writeln!(out, "{}: ok", gateway.config().path.display())?;
+    match &matrix {
+        Some(m) => write!(out, "\nAccess matrix:\n{m}")?,
+        None => writeln!(
+            out,
+            "passthrough mode: no operation matching or authorization"
+        )?,
+    }
     Ok(())
+}
+
+/// Mints the token `simgate token` prints.
+pub fn token(args: &TokenArgs) -> Result<String, BoxError> {
+    use crate::auth::{clock::Clock, keys, mint};
+    let pem =
+        std::fs::read_to_string(&args.key).map_err(|e| format!("{}: {e}", args.key.display()))?;
+    let key =
+        keys::from_pem(&pem, &args.kid).map_err(|e| format!("{}: {e}", args.key.display()))?;
+    if args.ttl <= 0 {
+        return Err("--ttl must be positive".into());
+    }
+    let spec = mint::TokenSpec {
+        issuer: args.iss.clone(),
+        audience: Some(args.aud.clone()).filter(|a| !a.is_empty()),
+        subject: args.sub.clone(),
+        roles: args
+            .roles
+            .iter()
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .collect(),
+        scopes: args
+            .scopes
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect(),
+        issued_at: crate::auth::clock::SystemClock.now(),
+        ttl: args.ttl,
+    };
+    Ok(mint::mint(&key, &spec.claims())?)
 }

@@ -2,7 +2,9 @@
 //! loopback, from a config written into the demo folder.
 //!
 //! The folder is a contract: `simgate.toml` is the config the demo gateway
-//! runs with, usable as is with `simgate serve --config`.
+//! runs with, usable as is with `simgate serve --config`; `signing-key.pem`
+//! is the demo issuer's private key (kept across runs), `jwks.json` its
+//! public key, and `tokens/<ROLE>.jwt` one fresh token per policy role.
 
 use std::path::Path;
 
@@ -24,6 +26,7 @@ pub async fn run(dir: &Path, port: u16) -> Result<(), BoxError> {
         }
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    let tokens = write_keys_and_tokens(dir)?;
     let config_path = dir.join("simgate.toml");
     let text = config_text(port, &format!("http://{upstream_addr}"));
     std::fs::write(&config_path, &text).map_err(|e| format!("{}: {e}", config_path.display()))?;
@@ -35,7 +38,16 @@ pub async fn run(dir: &Path, port: u16) -> Result<(), BoxError> {
         "simgate demo\n  gateway:  {url}\n  upstream: http://{upstream_addr} (reference SIM Integrations API)\n  config:   {}\n",
         config_path.display()
     );
-    println!("try:\n  curl -s {url}/beta/sim-integrations\n");
+    println!("tokens (valid {}h):", DEMO_TOKEN_TTL / 3600);
+    for t in &tokens {
+        println!("  {}", t.display());
+    }
+    if let Some(reader) = tokens.iter().find(|t| t.ends_with("SIM_READER.jwt")) {
+        println!(
+            "\ntry:\n  curl -s -H \"Authorization: Bearer $(cat {})\" {url}/beta/sim-integrations\n",
+            reader.display()
+        );
+    }
     let stop = running.stopper();
     tokio::spawn(async move {
         crate::server::shutdown_signal().await;
@@ -43,6 +55,73 @@ pub async fn run(dir: &Path, port: u16) -> Result<(), BoxError> {
     });
     running.wait().await;
     Ok(())
+}
+
+/// The demo issuer (written into the demo config).
+pub const DEMO_ISSUER: &str = "https://idp.simgate.demo";
+/// The audience of demo tokens.
+pub const DEMO_AUDIENCE: &str = "simgate";
+/// The demo signing key's `kid`.
+pub const DEMO_KID: &str = "simgate-demo-1";
+/// Lifetime of demo tokens, in seconds.
+pub const DEMO_TOKEN_TTL: i64 = 12 * 3600;
+/// One token per role, with the scopes the vendor's documents declare.
+const DEMO_ROLES: [(&str, &str); 3] = [
+    (
+        "ORG_ADMIN",
+        "idn:service-desk-integration:manage idn:service-desk-integration:read",
+    ),
+    (
+        "SERVICE_DESK_ADMIN",
+        "idn:service-desk-integration:manage idn:service-desk-integration:read",
+    ),
+    ("SIM_READER", "idn:service-desk-integration:read"),
+];
+
+/// Writes (or reuses) `signing-key.pem`, writes `jwks.json` and one token
+/// per role under `tokens/`; returns the token files.
+pub fn write_keys_and_tokens(dir: &Path) -> Result<Vec<std::path::PathBuf>, BoxError> {
+    use crate::auth::{keys, mint};
+    let write = |path: &Path, text: &str| {
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let key_path = dir.join("signing-key.pem");
+    let key = match std::fs::read_to_string(&key_path) {
+        Ok(pem) => {
+            keys::from_pem(&pem, DEMO_KID).map_err(|e| format!("{}: {e}", key_path.display()))?
+        }
+        Err(_) => {
+            let key = keys::generate_rsa(DEMO_KID)?;
+            write(&key_path, &key.pkcs8_pem)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600));
+            }
+            key
+        }
+    };
+    write(&dir.join("jwks.json"), &key.jwks().to_string())?;
+    let token_dir = dir.join("tokens");
+    std::fs::create_dir_all(&token_dir).map_err(|e| format!("{}: {e}", token_dir.display()))?;
+    let now = crate::auth::clock::Clock::now(&crate::auth::clock::SystemClock);
+    let mut files = Vec::new();
+    for (role, scopes) in DEMO_ROLES {
+        let spec = mint::TokenSpec {
+            issuer: DEMO_ISSUER.into(),
+            audience: Some(DEMO_AUDIENCE.into()),
+            subject: format!("demo-{}", role.to_ascii_lowercase().replace('_', "-")),
+            roles: vec![role.into()],
+            scopes: scopes.split(' ').map(str::to_owned).collect(),
+            issued_at: now,
+            ttl: DEMO_TOKEN_TTL,
+        };
+        let token = mint::mint(&key, &spec.claims())?;
+        let path = token_dir.join(format!("{role}.jwt"));
+        write(&path, &token)?;
+        files.push(path);
+    }
+    Ok(files)
 }
 
 /// The OpenAPI documents and policy the demo config points at.
@@ -77,6 +156,13 @@ documents = [
 
 [authz]
 policy = "policy.toml"
+
+[[auth.issuers]]
+issuer = "{DEMO_ISSUER}"
+audiences = ["{DEMO_AUDIENCE}"]
+jwks_file = "jwks.json"
+algorithms = ["RS256"]
+leeway_seconds = 30
 "#
     )
 }

@@ -7,9 +7,11 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use tower::{Service, ServiceBuilder};
 
+use crate::audit::{Audit, AuditConfig};
+use crate::auth::{AuthenticateLayer, Authenticator, IssuersHaveKeys};
 use crate::authz::{AuthorizeLayer, Policy};
 use crate::body::Body;
 use crate::config::{Config, Mode};
@@ -18,15 +20,22 @@ use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::proxy::Proxy;
 use crate::rate_limit::RateLimiting;
 use crate::routes::{MatchOperationLayer, OperationTable};
+use crate::validate::{ValidateBodyLayer, Validators};
 
 /// Everything the request path shares, built once at start-up.
 #[derive(Debug, Clone)]
 pub struct Gateway {
     config: Arc<Config>,
     health: Health,
+    /// `None` in passthrough mode.
+    auth: Option<Arc<Authenticator>>,
     proxy: Proxy,
     /// The OpenAPI operations and the policy; `None` in passthrough mode.
     operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
+    /// The audit trail; `None` in passthrough mode.
+    audit: Option<Audit>,
+    /// The request body checks; `None` in passthrough mode.
+    validators: Option<Arc<Validators>>,
     /// Per-client quotas and the failed-authentication limiter; `None` in
     /// passthrough mode.
     rate_limit: Option<RateLimiting>,
@@ -39,7 +48,7 @@ impl Gateway {
         let proxy = Proxy::new(&config.upstream)
             .map_err(|e| ConfigError::at(&config.path, "upstream.url", e))?;
         let upstream = &config.upstream.url;
-        let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(UpstreamReachable {
+        let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(UpstreamReachable {
             authority: format!(
                 "{}:{}",
                 upstream.host().unwrap_or("localhost"),
@@ -47,6 +56,25 @@ impl Gateway {
             ),
             timeout: config.upstream.connect_timeout,
         })];
+        let auth = match config.server.mode {
+            Mode::Passthrough => None,
+            Mode::Gateway => {
+                let auth = Authenticator::from_config(
+                    &config.sections.auth,
+                    &config.path,
+                    &config.base_dir,
+                )?;
+                if auth.is_empty() {
+                    return Err(ConfigError::at(
+                        &config.path,
+                        "auth.issuers",
+                        "[auth] needs at least one issuer",
+                    ));
+                }
+                checks.push(Arc::new(IssuersHaveKeys(auth.clone())));
+                Some(auth)
+            }
+        };
         let health = Health::new(
             &config.server.health_path,
             &config.server.ready_path,
@@ -66,18 +94,45 @@ impl Gateway {
                 Some((table, policy))
             }
         };
+        let validators = match &operations {
+            None => None,
+            Some((table, _)) => Some(Validators::compile(
+                table.operations(),
+                |idx| Some(table.document(idx)),
+                &config.sections.validation,
+                &config.path,
+            )?),
+        };
         let rate_limit = config.sections.rate_limit.validate(&config.path)?;
         let rate_limit = match config.server.mode {
             Mode::Passthrough => None,
             // Starts the idle-key sweep on the current runtime.
             Mode::Gateway => Some(RateLimiting::start(&rate_limit)),
         };
+        // Last, so a bad config never creates the trail.
+        let audit = match config.server.mode {
+            Mode::Passthrough => None,
+            Mode::Gateway => {
+                let audit = AuditConfig::from_section(
+                    &config.sections.audit,
+                    &config.path,
+                    &config.base_dir,
+                )?;
+                Some(
+                    Audit::start(&audit)
+                        .map_err(|e| ConfigError::at(&config.path, "audit.path", e))?,
+                )
+            }
+        };
         Ok(Gateway {
             config: Arc::new(config),
             health,
+            auth,
             proxy,
             operations,
+            validators,
             rate_limit,
+            audit,
         })
     }
 
@@ -97,6 +152,11 @@ impl Gateway {
         self.operations.as_ref().map(|(_, p)| p)
     }
 
+    /// The audit trail (`None` in passthrough mode).
+    pub fn audit(&self) -> Option<&Audit> {
+        self.audit.as_ref()
+    }
+
     /// The request path, top to bottom.
     pub fn service(
         &self,
@@ -109,6 +169,16 @@ impl Gateway {
     + Send
     + 'static {
         let limits = &self.config.limits;
+        let audit_refusals = self
+            .audit
+            .as_ref()
+            .zip(self.operations())
+            .map(|(a, table)| {
+                let table = table.clone();
+                a.unauthenticated_layer(Arc::new(move |method: &Method, path: &str| {
+                    table.find(method, path).ok()
+                }))
+            });
         let rate_limit = self.rate_limit.as_ref();
         ServiceBuilder::new()
             // Request id: taken from the client when well-formed, else generated.
@@ -126,16 +196,26 @@ impl Gateway {
             .timeout(limits.request_timeout)
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
+            // Audit mutation attempts refused before matching (unauthenticated).
+            .option_layer(audit_refusals)
             // Peers over their budget of failed authentications: 429 before any
-            // token is verified. (Authenticate goes right below.)
+            // token is verified.
             .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
+            // Bearer JWT from a configured issuer (401); the principal goes into extensions.
+            .option_layer(self.auth.clone().map(AuthenticateLayer::new))
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
             .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
+            // Audit the outcome of every matched mutation, refused or forwarded.
+            .option_layer(self.audit.as_ref().map(Audit::outcome_layer))
             // Only operations the policy grants to the caller's roles and scopes (403).
             .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
             // Per-client quotas, reads and mutations apart (429 + Retry-After);
             // RateLimit headers on every counted request.
             .option_layer(rate_limit.map(RateLimiting::layer))
+            // Body checks against the operation's schema (415, 413, 400; 403 for patch paths).
+            .option_layer(self.validators.clone().map(ValidateBodyLayer::new))
+            // Audit the intent durably before forwarding (503 when it cannot be).
+            .option_layer(self.audit.as_ref().map(Audit::intent_layer))
             // Forward to the upstream.
             .service(self.proxy.clone())
     }

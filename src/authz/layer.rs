@@ -100,3 +100,94 @@ impl<S> Authorize<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::OperationTable;
+    use crate::routes::config::{ApiSection, DocumentEntry};
+    use http::Response;
+    use std::path::Path;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    fn setup() -> (Arc<OperationTable>, Arc<Policy>) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let api = ApiSection {
+            documents: vec![DocumentEntry {
+                path: "openapi/sim-integrations.beta.json".into(),
+                mount: "/beta".into(),
+            }],
+        };
+        let t = OperationTable::load(&api, &dir.join("simgate.toml"), &dir).unwrap();
+        let p = Policy::parse(
+            "[roles]\nREADER = [\"@read\"]\n",
+            Path::new("policy.toml"),
+            &t,
+        )
+        .unwrap();
+        (t, Arc::new(p))
+    }
+
+    fn request(op: Option<&Arc<Operation>>, roles: Option<&[&str]>) -> Request<()> {
+        let mut req = Request::new(());
+        if let Some(op) = op {
+            req.extensions_mut().insert(op.clone());
+        }
+        if let Some(roles) = roles {
+            req.extensions_mut().insert(Arc::new(Principal {
+                subject: "s".into(),
+                client_key: "s".into(),
+                issuer: "i".into(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                scopes: vec!["sp:scopes:all".into()],
+                token_id: None,
+            }));
+        }
+        req
+    }
+
+    async fn run(policy: &Arc<Policy>, req: Request<()>) -> Result<&'static str, Error> {
+        let svc = ServiceBuilder::new()
+            .layer(AuthorizeLayer::new(policy.clone()))
+            .service_fn(|_req: Request<()>| async { Ok::<_, BoxError>(Response::new("upstream")) });
+        match svc.oneshot(req).await {
+            Ok(res) => Ok(res.into_body()),
+            Err(e) => Err(*e.downcast::<Error>().unwrap()),
+        }
+    }
+
+    #[tokio::test]
+    async fn granted_operations_pass_others_are_forbidden() {
+        let (t, p) = setup();
+        let get = t.get("getSIMIntegration").unwrap();
+        let delete = t.get("deleteSIMIntegration").unwrap();
+        assert_eq!(
+            run(&p, request(Some(get), Some(&["READER"])))
+                .await
+                .unwrap(),
+            "upstream"
+        );
+        match run(&p, request(Some(delete), Some(&["READER"]))).await {
+            Err(Error::Forbidden { operation }) => assert_eq!(operation, "deleteSIMIntegration"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run(&p, request(Some(get), Some(&[]))).await,
+            Err(Error::Forbidden { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn fails_closed_without_principal_or_operation() {
+        let (t, p) = setup();
+        let get = t.get("getSIMIntegration").unwrap();
+        assert!(matches!(
+            run(&p, request(Some(get), None)).await,
+            Err(Error::Forbidden { .. })
+        ));
+        assert!(matches!(
+            run(&p, request(None, Some(&["READER"]))).await,
+            Err(Error::Internal(_))
+        ));
+    }
+}

@@ -8,7 +8,9 @@
 
 pub mod config;
 mod layer;
+mod matrix;
 mod policy;
 
 pub use layer::{Authorize, AuthorizeLayer, ResponseFuture};
+pub use matrix::{AccessMatrix, Row};
 pub use policy::Policy;

@@ -221,3 +221,167 @@ fn unknown(name: &str, table: &OperationTable) -> String {
         None => format!("unknown operation {name:?} (no loaded OpenAPI document defines it)"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::config::{ApiSection, DocumentEntry};
+
+    fn table() -> Arc<OperationTable> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let api = ApiSection {
+            documents: vec![
+                DocumentEntry {
+                    path: "openapi/sim-integrations.beta.json".into(),
+                    mount: "/beta".into(),
+                },
+                DocumentEntry {
+                    path: "openapi/sim-integrations.v1.json".into(),
+                    mount: "/".into(),
+                },
+            ],
+        };
+        OperationTable::load(&api, &dir.join("simgate.toml"), &dir).unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Policy, ConfigError> {
+        Policy::parse(text, Path::new("/etc/simgate/policy.toml"), &table())
+    }
+
+    fn who(roles: &[&str], scopes: &[&str]) -> Principal {
+        Principal {
+            subject: "s".into(),
+            client_key: "s".into(),
+            issuer: "i".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            token_id: None,
+        }
+    }
+
+    #[test]
+    fn the_default_policy_follows_the_vendor() {
+        let t = table();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let section = AuthzSection {
+            policy: Some("policy.toml".into()),
+            ..Default::default()
+        };
+        let p = Policy::load(&section, &dir.join("simgate.toml"), &dir, &t).unwrap();
+        assert_eq!(p.roles(), ["ORG_ADMIN", "SERVICE_DESK_ADMIN", "SIM_READER"]);
+        assert!(p.require_scopes());
+        assert_eq!(p.wildcard_scopes(), ["sp:scopes:all"]);
+        for op in t.operations() {
+            assert!(p.role_allows("ORG_ADMIN", op));
+            assert!(p.role_allows("SERVICE_DESK_ADMIN", op));
+            let reader = op.operation_id.starts_with("getSIMIntegration");
+            assert_eq!(
+                p.role_allows("SIM_READER", op),
+                reader,
+                "{}",
+                op.operation_id
+            );
+            assert!(!p.role_allows("HELPDESK", op));
+            assert!(!p.role_allows("org_admin", op));
+        }
+    }
+
+    #[test]
+    fn groups_expand_from_the_documents() {
+        let p =
+            parse("[roles]\nR = [\"@read\"]\nW = [\"@write\"]\nA = [\"@all\"]\nN = []\n").unwrap();
+        let t = table();
+        for op in t.operations() {
+            assert_eq!(p.role_allows("R", op), !op.mutating);
+            assert_eq!(p.role_allows("W", op), op.mutating);
+            assert!(p.role_allows("A", op));
+            assert!(!p.role_allows("N", op));
+        }
+    }
+
+    #[test]
+    fn typos_stop_start_up_naming_them() {
+        let e = parse("[roles]\nSIM_READER = [\"getSimIntegration\"]\n").unwrap_err();
+        assert!(
+            e.0.contains("/etc/simgate/policy.toml: `roles.SIM_READER`: unknown operation \"getSimIntegration\""),
+            "{e}"
+        );
+        assert!(e.0.contains("did you mean \"getSIMIntegration\""), "{e}");
+        let e = parse("[roles]\nX = [\"frobnicate\"]\n").unwrap_err();
+        assert!(
+            e.0.contains("unknown operation \"frobnicate\"") && !e.0.contains("did you mean"),
+            "{e}"
+        );
+        let e = parse("[roles]\nX = [\"@admin\"]\n").unwrap_err();
+        assert!(e.0.contains("unknown group \"@admin\""), "{e}");
+        let e = parse("[role]\nX = [\"@all\"]\n").unwrap_err();
+        assert!(e.0.contains("unknown field `role`"), "{e}");
+        let e = parse("[roles]\nX = \"@all\"\n").unwrap_err();
+        assert!(e.0.contains("policy.toml"), "{e}");
+    }
+
+    #[test]
+    fn missing_or_unreadable_policy_is_a_config_error() {
+        let t = table();
+        let cfg = Path::new("/etc/simgate/simgate.toml");
+        let e =
+            Policy::load(&AuthzSection::default(), cfg, Path::new("/etc/simgate"), &t).unwrap_err();
+        assert!(e.0.contains("`authz.policy`: missing"), "{e}");
+        let section = AuthzSection {
+            policy: Some("nope.toml".into()),
+            ..Default::default()
+        };
+        let e = Policy::load(&section, cfg, Path::new("/nonexistent"), &t).unwrap_err();
+        assert!(e.0.contains("cannot read /nonexistent/nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn roles_and_scopes_decide() {
+        let t = table();
+        let mut p = parse("[roles]\nADMIN = [\"@all\"]\nREADER = [\"@read\"]\n").unwrap();
+        let get = t.get("getSIMIntegration").unwrap();
+        let delete = t.get("deleteSIMIntegrationV1").unwrap();
+        let read = "idn:service-desk-integration:read";
+        let manage = "idn:service-desk-integration:manage";
+        assert!(p.authorize(&who(&["ADMIN"], &[manage]), delete).is_ok());
+        assert!(
+            p.authorize(&who(&["ADMIN"], &["sp:scopes:all"]), delete)
+                .is_ok()
+        );
+        assert!(
+            p.authorize(&who(&["READER", "ADMIN"], &[manage]), delete)
+                .is_ok()
+        );
+        assert!(p.authorize(&who(&["READER"], &[read]), get).is_ok());
+        assert!(p.authorize(&who(&["READER"], &[manage]), get).is_ok());
+        let refused = [
+            p.authorize(&who(&["READER"], &["sp:scopes:all"]), delete),
+            p.authorize(&who(&["ADMIN"], &[read]), delete),
+            p.authorize(&who(&["ADMIN"], &[]), delete),
+            p.authorize(&who(&["ADMIN"], &["sp:scopes:default"]), get),
+            p.authorize(&who(&[], &["sp:scopes:all"]), get),
+            p.authorize(&who(&["OTHER"], &["sp:scopes:all"]), get),
+        ];
+        for r in refused {
+            match r {
+                Err(Error::Forbidden { operation }) => {
+                    assert!(operation.contains("SIMIntegration"))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        p.require_scopes = false;
+        assert!(p.authorize(&who(&["ADMIN"], &[]), delete).is_ok());
+        assert!(p.authorize(&who(&["READER"], &[]), delete).is_err());
+        p.require_scopes = true;
+        p.wildcard_scopes = vec!["custom:all".into()];
+        assert!(
+            p.authorize(&who(&["ADMIN"], &["custom:all"]), delete)
+                .is_ok()
+        );
+        assert!(
+            p.authorize(&who(&["ADMIN"], &["sp:scopes:all"]), delete)
+                .is_err()
+        );
+    }
+}

@@ -136,3 +136,71 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::load::table_of;
+    use crate::routes::{Operation, PathParams};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    fn table() -> Arc<OperationTable> {
+        let doc = json!({
+            "openapi": "3.0.0", "info": { "title": "t", "version": "1" },
+            "paths": { "/things/{id}": {
+                "parameters": [{ "name": "id", "in": "path", "required": true }],
+                "get": { "operationId": "getThing", "responses": {} }
+            } }
+        });
+        Arc::new(table_of(&[("/api", doc)]).unwrap())
+    }
+
+    #[tokio::test]
+    async fn matched_requests_carry_the_operation() {
+        let svc = ServiceBuilder::new()
+            .layer(MatchOperationLayer::new(table()))
+            .service_fn(|req: Request<()>| async move {
+                let op = req.extensions().get::<Arc<Operation>>().unwrap();
+                let params = req.extensions().get::<PathParams>().unwrap();
+                let body = format!("{} {}", op.operation_id, params.get("id").unwrap());
+                Ok::<_, BoxError>(Response::new(body))
+            });
+        let req = Request::get("/api/things/t1?x=1").body(()).unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.body(), "getThing t1");
+        assert_eq!(
+            &*res.extensions().get::<OperationName>().unwrap().0,
+            "getThing"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_requests_never_reach_the_inner_service() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let svc = ServiceBuilder::new()
+            .layer(MatchOperationLayer::new(table()))
+            .service_fn(move |_req: Request<()>| {
+                c.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, BoxError>(Response::new(String::new())) }
+            });
+        let cases = [
+            (http::Method::GET, "/api/things/..", "BadPath"),
+            (http::Method::GET, "/api/thing/x", "NoRoute"),
+            (http::Method::DELETE, "/api/things/x", "MethodNotAllowed"),
+        ];
+        for (method, path, want) in cases {
+            let req = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .unwrap();
+            let err = svc.clone().oneshot(req).await.unwrap_err();
+            let err = err.downcast::<Error>().unwrap();
+            assert!(format!("{err:?}").starts_with(want), "{path}: {err:?}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+}

@@ -460,3 +460,313 @@ fn same_shape(a: &[TemplateSegment], b: &[TemplateSegment]) -> bool {
             _ => false,
         })
 }
+
+/// A table from in-memory documents `(mount, document)`, for unit tests.
+#[cfg(test)]
+pub(crate) fn table_of(docs: &[(&str, Value)]) -> Result<OperationTable, String> {
+    let mut documents = Vec::new();
+    for (i, (m, v)) in docs.iter().enumerate() {
+        documents.push(Document {
+            path: format!("doc{i}.json").into(),
+            mount: mount(m)?,
+            value: v.clone(),
+        });
+    }
+    build(documents).map_err(|(_, e)| e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::config::DocumentEntry;
+    use serde_json::json;
+
+    fn repo_api() -> ApiSection {
+        ApiSection {
+            documents: vec![
+                DocumentEntry {
+                    path: "openapi/sim-integrations.beta.json".into(),
+                    mount: "/beta".into(),
+                },
+                DocumentEntry {
+                    path: "openapi/sim-integrations.v1.json".into(),
+                    mount: "/".into(),
+                },
+            ],
+        }
+    }
+
+    fn config_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+    }
+
+    fn doc(paths: Value) -> Value {
+        json!({ "openapi": "3.0.3", "info": { "title": "t", "version": "1" }, "paths": paths })
+    }
+
+    fn get_op(id: &str) -> Value {
+        json!({ "get": { "operationId": id, "responses": { "200": { "description": "ok" } } } })
+    }
+
+    #[test]
+    fn loads_the_repository_documents() {
+        let dir = config_dir();
+        let t = OperationTable::load(&repo_api(), &dir.join("simgate.toml"), &dir).unwrap();
+        assert_eq!(t.len(), 14);
+        assert_eq!(t.documents().len(), 2);
+        let ids: Vec<_> = t.operations().map(|o| o.operation_id.as_str()).collect();
+        for id in [
+            "getSIMIntegrations",
+            "createSIMIntegration",
+            "getSIMIntegration",
+            "putSIMIntegration",
+            "patchSIMAttributes",
+            "deleteSIMIntegration",
+            "patchBeforeProvisioningRule",
+        ] {
+            assert!(ids.contains(&id), "{id}");
+            assert!(ids.contains(&format!("{id}V1").as_str()), "{id}V1");
+        }
+        for (i, op) in t.operations().enumerate() {
+            assert_eq!(op.index, i);
+        }
+        let patch = t.get("patchSIMAttributes").unwrap();
+        assert_eq!(patch.method, Method::PATCH);
+        assert_eq!(patch.path_template, "/beta/sim-integrations/{id}");
+        assert!(patch.mutating);
+        assert_eq!(patch.path_params, ["id"]);
+        assert_eq!(patch.scopes, ["idn:service-desk-integration:manage"]);
+        assert_eq!(patch.document, 0);
+        assert_eq!(patch.request_bodies.len(), 1);
+        assert_eq!(
+            patch.request_bodies[0].media_type,
+            "application/json-patch+json"
+        );
+        assert!(patch.request_bodies[0].required);
+        let schema_ref = patch.request_bodies[0].schema["$ref"].as_str().unwrap();
+        assert!(
+            t.document(patch.document)
+                .pointer(schema_ref.trim_start_matches('#'))
+                .is_some()
+        );
+        let list = t.get("getSIMIntegrationsV1").unwrap();
+        assert_eq!(list.path_template, "/sim-integrations/v1");
+        assert!(!list.mutating);
+        assert_eq!(list.document, 1);
+        assert_eq!(
+            list.scopes,
+            [
+                "idn:service-desk-integration:read",
+                "idn:service-desk-integration:manage"
+            ]
+        );
+        assert!(list.request_bodies.is_empty());
+    }
+
+    #[test]
+    fn loads_yaml_with_numeric_keys_merges_and_top_level_security() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = r#"
+openapi: 3.0.0
+info: { title: y, version: "1" }
+security:
+  - oauth: [things:read]
+x-common: &common
+  responses:
+    200: { description: ok }
+    default: { description: error }
+paths:
+  /things/{thingId}:
+    parameters:
+      - { name: thingId, in: path, required: true, schema: { type: string } }
+    get:
+      operationId: getThing
+      <<: *common
+    delete:
+      operationId: deleteThing
+      security: [ { oauth: [things:write] }, { key: [] } ]
+      responses: { 204: { description: gone } }
+  /things:
+    post:
+      operationId: createThing
+      security: []
+      requestBody:
+        $ref: '#/components/requestBodies/Thing'
+      responses: { 201: { description: made } }
+components:
+  requestBodies:
+    Thing:
+      required: true
+      content:
+        application/json: { schema: { $ref: '#/components/schemas/Thing' } }
+        application/yaml: {}
+  schemas:
+    Thing: { type: object }
+"#;
+        std::fs::write(dir.path().join("api.yaml"), yaml).unwrap();
+        let api = ApiSection {
+            documents: vec![DocumentEntry {
+                path: "api.yaml".into(),
+                mount: "/v2/".into(),
+            }],
+        };
+        let t = OperationTable::load(&api, &dir.path().join("simgate.toml"), dir.path()).unwrap();
+        assert_eq!(t.len(), 3);
+        let get = t.get("getThing").unwrap();
+        assert_eq!(get.path_template, "/v2/things/{thingId}");
+        assert_eq!(get.scopes, ["things:read"]);
+        assert_eq!(get.path_params, ["thingId"]);
+        assert_eq!(t.get("deleteThing").unwrap().scopes, ["things:write"]);
+        let create = t.get("createThing").unwrap();
+        assert!(create.scopes.is_empty());
+        let media: Vec<_> = create
+            .request_bodies
+            .iter()
+            .map(|b| b.media_type.as_str())
+            .collect();
+        assert_eq!(media, ["application/json", "application/yaml"]);
+        assert_eq!(
+            create.request_bodies[0].schema,
+            json!({ "$ref": "#/components/schemas/Thing" })
+        );
+        assert_eq!(create.request_bodies[1].schema, json!({}));
+        assert!(t.document(0)["paths"]["/things/{thingId}"]["get"]["responses"]["200"].is_object());
+    }
+
+    #[test]
+    fn non_3_0_documents_are_refused() {
+        let p = Path::new("api.json");
+        let e = parse_document(r#"{"swagger": "2.0", "paths": {}}"#, p).unwrap_err();
+        assert!(e.contains("Swagger 2.0"), "{e}");
+        let e = parse_document(r#"{"openapi": "3.1.0", "paths": {}}"#, p).unwrap_err();
+        assert!(e.contains("OpenAPI 3.1.0"), "{e}");
+        let e = parse_document(r#"{"paths": {}}"#, p).unwrap_err();
+        assert!(e.contains("not an OpenAPI document"), "{e}");
+        let e = parse_document("openapi: 3.0.0\npaths: {}\n", p).unwrap_err();
+        assert!(e.contains("not valid JSON"), "{e}");
+        assert!(parse_document("openapi: 3.0.0\npaths: {}\n", Path::new("a.yml")).is_ok());
+        assert!(parse_document("openapi: 3.0.0\npaths: {}\n", Path::new("a.txt")).is_ok());
+        let e = parse_document("{ nope", Path::new("a.txt")).unwrap_err();
+        assert!(e.contains("neither JSON nor"), "{e}");
+    }
+
+    #[test]
+    fn bad_documents_are_refused_naming_the_problem() {
+        let cases: Vec<(Vec<(&str, Value)>, &str)> = vec![
+            (
+                vec![("/", doc(json!({ "/a": { "get": { "responses": {} } } })))],
+                "GET /a has no operationId",
+            ),
+            (
+                vec![("/", doc(json!({ "/a": get_op("x"), "/b": get_op("x") })))],
+                "operationId \"x\"",
+            ),
+            (
+                vec![
+                    ("/", doc(json!({ "/a": get_op("x") }))),
+                    ("/", doc(json!({ "/a": get_op("y") }))),
+                ],
+                "GET /a is already served by x",
+            ),
+            (
+                vec![(
+                    "/",
+                    doc(json!({
+                        "/a/{id}": { "parameters": [{"name": "id", "in": "path"}], "get": { "operationId": "x" } },
+                        "/a/{name}": { "parameters": [{"name": "name", "in": "path"}], "get": { "operationId": "y" } }
+                    })),
+                )],
+                "only in parameter names",
+            ),
+            (
+                vec![("/", doc(json!({ "/f/{name}.json": get_op("x") })))],
+                "not a whole segment",
+            ),
+            (
+                vec![("/", doc(json!({ "/f/{id}": get_op("x") })))],
+                "{id} is not declared",
+            ),
+            (
+                vec![("/", doc(json!({ "/a": { "$ref": "other.json#/paths/a" } })))],
+                "path item `$ref`",
+            ),
+            (
+                vec![(
+                    "/",
+                    doc(
+                        json!({ "/a": { "post": { "operationId": "x", "requestBody": { "$ref": "other.json#/rb" } } } }),
+                    ),
+                )],
+                "external $ref",
+            ),
+            (
+                vec![(
+                    "/",
+                    doc(
+                        json!({ "/a": { "post": { "operationId": "x", "requestBody": { "$ref": "#/nothing" } } } }),
+                    ),
+                )],
+                "points to nothing",
+            ),
+            (
+                vec![("/", doc(json!({ "/a": get_op("@all") })))],
+                "reserved for policy groups",
+            ),
+            (
+                vec![("/", doc(json!({ "/a//b": get_op("x") })))],
+                "empty path segment",
+            ),
+            (
+                vec![("/", doc(json!({ "/a b": get_op("x") })))],
+                "need percent-encoding",
+            ),
+            (
+                vec![(
+                    "/",
+                    doc(json!({ "/a": { "get": { "operationId": "x", "security": {"k": []} } } })),
+                )],
+                "`security` must be a list",
+            ),
+            (
+                vec![("/", json!({ "openapi": "3.0.0" }))],
+                "`paths` is missing",
+            ),
+        ];
+        for (docs, want) in cases {
+            let e = table_of(&docs).unwrap_err();
+            assert!(e.contains(want), "{e:?} does not mention {want:?}");
+        }
+        for bad in ["beta", "/be ta", "/a//b", "/../x"] {
+            assert!(mount(bad).is_err(), "{bad}");
+        }
+        assert_eq!(mount("/beta/").unwrap(), "/beta");
+    }
+
+    #[test]
+    fn config_errors_name_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("simgate.toml");
+        let e = OperationTable::load(&ApiSection::default(), &cfg, dir.path()).unwrap_err();
+        assert!(e.0.contains("simgate.toml: `api.documents`"), "{e}");
+        let api = ApiSection {
+            documents: vec![DocumentEntry {
+                path: "missing.json".into(),
+                mount: "/".into(),
+            }],
+        };
+        let e = OperationTable::load(&api, &cfg, dir.path()).unwrap_err();
+        assert!(
+            e.0.contains("`api.documents[0]`") && e.0.contains("missing.json"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("s.json"), r#"{"swagger": "2.0"}"#).unwrap();
+        let api = ApiSection {
+            documents: vec![DocumentEntry {
+                path: "s.json".into(),
+                mount: "/".into(),
+            }],
+        };
+        let e = OperationTable::load(&api, &cfg, dir.path()).unwrap_err();
+        assert!(e.0.contains("s.json: is a Swagger 2.0 document"), "{e}");
+    }
+}

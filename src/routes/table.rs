@@ -154,3 +154,127 @@ fn more_specific(a: &[TemplateSegment], b: &[TemplateSegment]) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::load::table_of;
+    use serde_json::json;
+
+    fn op(id: &str) -> serde_json::Value {
+        json!({ "operationId": id, "responses": { "200": { "description": "ok" } } })
+    }
+
+    fn table() -> OperationTable {
+        let id = json!([{ "name": "id", "in": "path", "required": true }]);
+        let beta = json!({
+            "openapi": "3.0.1", "info": { "title": "b", "version": "1" },
+            "paths": {
+                "/items": { "get": op("listItems"), "post": op("createItem") },
+                "/items/{id}": {
+                    "parameters": id,
+                    "get": op("getItem"), "put": op("putItem"), "delete": op("deleteItem")
+                },
+                "/items/{id}/rule": { "parameters": id, "patch": op("patchRule") },
+                "/items/special": { "get": op("getSpecial") }
+            }
+        });
+        let root = json!({
+            "openapi": "3.0.1", "info": { "title": "r", "version": "1" },
+            "paths": { "/items/v1": { "get": op("listItemsV1") } }
+        });
+        table_of(&[("/beta", beta), ("/", root)]).unwrap()
+    }
+
+    fn found(t: &OperationTable, m: Method, p: &str) -> (String, Vec<(String, String)>) {
+        let (op, params) = t.find(&m, p).unwrap_or_else(|e| panic!("{m} {p}: {e}"));
+        (op.operation_id.clone(), params.0)
+    }
+
+    #[test]
+    fn matches_exactly_with_path_parameters() {
+        let t = table();
+        assert_eq!(found(&t, Method::GET, "/beta/items").0, "listItems");
+        assert_eq!(found(&t, Method::POST, "/beta/items").0, "createItem");
+        assert_eq!(found(&t, Method::GET, "/items/v1").0, "listItemsV1");
+        let (id, params) = found(&t, Method::DELETE, "/beta/items/abc123");
+        assert_eq!(id, "deleteItem");
+        assert_eq!(params, [("id".to_owned(), "abc123".to_owned())]);
+        let (id, params) = found(&t, Method::PATCH, "/beta/items/a%20b/rule");
+        assert_eq!(id, "patchRule");
+        assert_eq!(params, [("id".to_owned(), "a b".to_owned())]);
+        let (op, params) = t.find(&Method::GET, "/beta/items/x").unwrap();
+        assert_eq!(params.get("id"), Some("x"));
+        assert_eq!(op.path_template, "/beta/items/{id}");
+    }
+
+    #[test]
+    fn literal_beats_parameter() {
+        let t = table();
+        assert_eq!(
+            found(&t, Method::GET, "/beta/items/special").0,
+            "getSpecial"
+        );
+        // The most specific path decides the methods: no fallback to {id}.
+        match t.find(&Method::DELETE, "/beta/items/special") {
+            Err(Error::MethodNotAllowed { allow }) => assert_eq!(allow, "GET"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_other_methods_405() {
+        let t = table();
+        for p in [
+            "/",
+            "/beta",
+            "/items",
+            "/Beta/items",
+            "/beta/Items",
+            "/beta/items/x/rule/y",
+            "/beta/items/x/Rule",
+            "/items/V1",
+            "/beta/beta/items",
+        ] {
+            assert!(
+                matches!(t.find(&Method::GET, p), Err(Error::NoRoute)),
+                "{p}"
+            );
+        }
+        match t.find(&Method::PATCH, "/beta/items/x") {
+            Err(Error::MethodNotAllowed { allow }) => assert_eq!(allow, "GET, PUT, DELETE"),
+            other => panic!("{other:?}"),
+        }
+        match t.find(&Method::HEAD, "/beta/items") {
+            Err(Error::MethodNotAllowed { allow }) => assert_eq!(allow, "GET, POST"),
+            other => panic!("{other:?}"),
+        }
+        let custom = Method::from_bytes(b"PURGE").unwrap();
+        assert!(matches!(
+            t.find(&custom, "/beta/items"),
+            Err(Error::MethodNotAllowed { .. })
+        ));
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused_before_matching() {
+        let t = table();
+        for p in [
+            "/beta/items/",
+            "/beta//items",
+            "/beta/./items",
+            "/beta/x/../items",
+            "/beta/items/%2e%2e",
+            "/beta%2Fitems",
+            "/beta/items;v=1",
+            "/beta/items/x%00",
+            "/beta/items/%",
+            "/beta\\items",
+        ] {
+            assert!(
+                matches!(t.find(&Method::GET, p), Err(Error::BadPath(_))),
+                "{p}"
+            );
+        }
+    }
+}

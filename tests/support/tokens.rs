@@ -4,13 +4,10 @@
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::KeyPair as _;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Header;
 use serde_json::{Value, json};
+use simgate::auth::keys::{self, SigningKey};
+use simgate::auth::mint;
 
 /// The issuer every test gateway trusts.
 pub const ISS: &str = "https://idp.simgate.test";
@@ -19,38 +16,32 @@ pub const AUD: &str = "simgate";
 /// The key id of the test issuer's key.
 pub const KID: &str = "test-rsa-1";
 
-/// A signing key with its public JWK.
+/// A signing key with its public JWK (the product's own key generation).
+#[derive(Debug, Clone)]
 pub struct Issuer {
     pub kid: String,
     pub pkcs8_pem: String,
-    encoding: EncodingKey,
     pub jwk: Value,
-}
-
-impl std::fmt::Debug for Issuer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issuer").field("kid", &self.kid).finish()
-    }
+    pub key: SigningKey,
 }
 
 impl Issuer {
     /// A fresh RSA-2048 key under `kid`.
     pub fn generate(kid: &str) -> Issuer {
-        let pair = KeyPair::generate(KeySize::Rsa2048).expect("rsa keygen");
-        let der = pair.as_der().expect("pkcs8");
-        let pkcs8_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
-        let public = pair.public_key();
-        let jwk = json!({
-            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
-            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
-            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
-        });
-        let encoding = EncodingKey::from_rsa_pem(pkcs8_pem.as_bytes()).expect("encoding key");
+        Self::from_key(keys::generate_rsa(kid).expect("rsa keygen"))
+    }
+
+    /// A fresh P-256 key under `kid` (ES256).
+    pub fn generate_es256(kid: &str) -> Issuer {
+        Self::from_key(keys::generate_es256(kid).expect("ec keygen"))
+    }
+
+    fn from_key(key: SigningKey) -> Issuer {
         Issuer {
-            kid: kid.to_owned(),
-            pkcs8_pem,
-            encoding,
-            jwk,
+            kid: key.kid.clone(),
+            pkcs8_pem: key.pkcs8_pem.clone(),
+            jwk: key.jwk.clone(),
+            key,
         }
     }
 
@@ -70,16 +61,21 @@ impl Issuer {
         }))
     }
 
-    /// Signs arbitrary claims with RS256 under this key's `kid`.
+    /// Signs arbitrary claims with this key's algorithm under its `kid`.
     pub fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        self.sign_with(&header, claims)
+        mint::mint(&self.key, claims).expect("sign")
     }
 
     /// Signs arbitrary claims with an arbitrary header.
     pub fn sign_with(&self, header: &Header, claims: &Value) -> String {
-        jsonwebtoken::encode(header, claims, &self.encoding).expect("sign")
+        mint::mint_with(&self.key, header, claims).expect("sign")
+    }
+
+    /// A header for this key's algorithm under its's `kid`.
+    pub fn header(&self) -> Header {
+        let mut h = Header::new(self.key.alg);
+        h.kid = Some(self.kid.clone());
+        h
     }
 }
 

@@ -1,0 +1,237 @@
+//! One audit record: what the layers know about a mutation attempt.
+//!
+//! The writer adds `seq`, `prev` (the chain, see [`super::chain`]) and `time`
+//! (UTC, milliseconds) in front of the fields below, so a line reads:
+//!
+//! ```text
+//! {"seq":7,"prev":"9f…","time":"2025-01-02T03:04:05.678Z","kind":"intent",
+//!  "request_id":"…","operation_id":"createSIMIntegration","method":"POST",
+//!  "path":"/beta/sim-integrations","resource_id":null,
+//!  "actor":{"subject":"…","client_key":"…","issuer":"…","roles":[…],"token_id":"…"},
+//!  "peer":"127.0.0.1:50412","decision":"allowed","reason":null,
+//!  "upstream_status":null,"latency_ms":null,"body_sha256":"…","body_bytes":123,
+//!  "body":{…redacted…},"created_id":null,"intent_seq":null}
+//! ```
+//!
+//! Every field is always present (`null` when unknown), so consumers can rely
+//! on one schema.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::Principal;
+use crate::error::Error;
+
+/// Which of a request's records this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Written and flushed before an allowed mutation is forwarded.
+    Intent,
+    /// What finally happened to the request.
+    Outcome,
+}
+
+/// What the gateway decided, or what happened upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Forwarded (intent) / answered by the upstream (outcome).
+    Allowed,
+    /// Refused: no usable credential.
+    Unauthenticated,
+    /// Refused by authorization policy.
+    Forbidden,
+    /// Refused by a rate limit.
+    RateLimited,
+    /// Refused: body too large, wrong media type or not matching the schema.
+    Invalid,
+    /// Forwarded, but no upstream response (unreachable, timed out, or
+    /// cancelled after forwarding: the upstream outcome is unknown).
+    UpstreamError,
+    /// Not forwarded for another reason (audit unavailable, internal error,
+    /// cancelled before forwarding).
+    Error,
+}
+
+impl Decision {
+    /// The decision for a request refused (before forwarding) with `err`.
+    pub fn for_refusal(err: &(dyn std::error::Error + 'static)) -> Decision {
+        match err.downcast_ref::<Error>() {
+            Some(Error::Unauthenticated { .. }) => Decision::Unauthenticated,
+            Some(Error::Forbidden { .. }) => Decision::Forbidden,
+            Some(Error::RateLimited { .. }) => Decision::RateLimited,
+            Some(
+                Error::InvalidBody { .. }
+                | Error::UnsupportedMediaType { .. }
+                | Error::PayloadTooLarge { .. },
+            ) => Decision::Invalid,
+            _ if crate::limits::body_too_large(err).is_some() => Decision::Invalid,
+            _ => Decision::Error,
+        }
+    }
+}
+
+/// Who made the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Actor {
+    /// A verified token's principal.
+    Principal(ActorDetails),
+    /// No verified token: serialized as the string `"unauthenticated"`.
+    Unauthenticated(&'static str),
+}
+
+/// The parts of a [`Principal`] an auditor needs (not its scopes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActorDetails {
+    /// `sub`.
+    pub subject: String,
+    /// The quota key (`client_id` or `sub`).
+    pub client_key: String,
+    /// `iss`.
+    pub issuer: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// `jti`.
+    pub token_id: Option<String>,
+}
+
+impl Actor {
+    /// The unauthenticated actor.
+    pub const UNAUTHENTICATED: Actor = Actor::Unauthenticated("unauthenticated");
+
+    /// The actor for an optional principal.
+    pub fn from_principal(p: Option<&Arc<Principal>>) -> Actor {
+        match p {
+            Some(p) => Actor::Principal(ActorDetails {
+                subject: p.subject.clone(),
+                client_key: p.client_key.clone(),
+                issuer: p.issuer.clone(),
+                roles: p.roles.clone(),
+                token_id: p.token_id.clone(),
+            }),
+            None => Actor::UNAUTHENTICATED,
+        }
+    }
+}
+
+/// The request body as recorded: its digest, its size and, when it is JSON,
+/// its redacted value (non-JSON bodies are never recorded, only digested).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BodySummary {
+    /// Lowercase hex SHA-256 of the bytes received.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: usize,
+    /// The redacted JSON, if the body was JSON.
+    pub redacted: Option<Value>,
+}
+
+/// One audit record, before the writer chains and timestamps it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    /// Intent or outcome.
+    pub kind: Kind,
+    /// The request id (also the `trackingId` of error responses).
+    pub request_id: Option<String>,
+    /// The matched operation's `operationId`.
+    pub operation_id: String,
+    /// HTTP method.
+    pub method: String,
+    /// Request path (no query).
+    pub path: String,
+    /// The `id` path parameter, if the operation has one.
+    pub resource_id: Option<String>,
+    /// Who.
+    pub actor: Actor,
+    /// TCP peer address.
+    pub peer: Option<String>,
+    /// What was decided.
+    pub decision: Decision,
+    /// Why (the refusal's message; never a token or body content).
+    pub reason: Option<String>,
+    /// The upstream's status, when it answered.
+    pub upstream_status: Option<u16>,
+    /// Time from the request reaching the audit layer to its outcome.
+    pub latency_ms: Option<f64>,
+    /// Digest of the request body.
+    pub body_sha256: Option<String>,
+    /// Size of the request body.
+    pub body_bytes: Option<usize>,
+    /// The request body, redacted (JSON bodies only).
+    pub body: Option<Value>,
+    /// For a create: the new resource's id, from the response.
+    pub created_id: Option<String>,
+    /// For an outcome: the `seq` of this request's intent record.
+    pub intent_seq: Option<u64>,
+}
+
+impl Record {
+    /// Attaches a body summary (digest, size, redacted value).
+    pub fn with_body(mut self, body: Option<&BodySummary>) -> Self {
+        if let Some(b) = body {
+            self.body_sha256 = Some(b.sha256.clone());
+            self.body_bytes = Some(b.bytes);
+            self.body = b.redacted.clone();
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn refusals_map_to_decisions() {
+        let cases: Vec<(Error, Decision)> = vec![
+            (Error::invalid_token("expired"), Decision::Unauthenticated),
+            (
+                Error::Forbidden {
+                    operation: "x".into(),
+                },
+                Decision::Forbidden,
+            ),
+            (
+                Error::RateLimited {
+                    retry_after: Duration::from_secs(1),
+                    headers: Default::default(),
+                },
+                Decision::RateLimited,
+            ),
+            (Error::InvalidBody { messages: vec![] }, Decision::Invalid),
+            (
+                Error::UnsupportedMediaType { accepted: vec![] },
+                Decision::Invalid,
+            ),
+            (Error::PayloadTooLarge { limit: 1 }, Decision::Invalid),
+            (Error::AuditUnavailable, Decision::Error),
+        ];
+        for (err, want) in cases {
+            let boxed: crate::body::BoxError = err.into();
+            assert_eq!(Decision::for_refusal(&*boxed), want);
+        }
+    }
+
+    #[test]
+    fn actor_serializes_as_object_or_string() {
+        let p = Arc::new(Principal {
+            subject: "svc".into(),
+            client_key: "svc".into(),
+            issuer: "https://idp".into(),
+            roles: vec!["admin".into()],
+            scopes: vec!["sp:scopes:all".into()],
+            token_id: Some("jti-1".into()),
+        });
+        let v = serde_json::to_value(Actor::from_principal(Some(&p))).unwrap();
+        assert_eq!(v["subject"], "svc");
+        assert_eq!(v["token_id"], "jti-1");
+        assert!(v.get("scopes").is_none());
+        let v = serde_json::to_value(Actor::from_principal(None)).unwrap();
+        assert_eq!(v, "unauthenticated");
+    }
+}

@@ -1,0 +1,261 @@
+//! The [`Authenticator`]: the configured issuers, their keys and the
+//! verified-token cache, turning a bearer token into a [`Principal`].
+//!
+//! Order of work for a token: the cache (by hash); then the shape and header
+//! ([`verify::parse`]); the issuer chosen by the exact `iss`; the algorithm
+//! against that issuer's allow-list; the key by `kid` from the issuer's key
+//! set (an unknown `kid` of a URL issuer may trigger one refetch, see
+//! [`super::source`]); the signature; the claims; the principal.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::Principal;
+use super::cache::{Entry, VerifiedCache};
+use super::clock::{Clock, SystemClock};
+use super::config::{AuthSection, IssuerConfig, JwksLocation};
+use super::jwks::{KeySet, VerifyingKey};
+use super::source::KeySource;
+use super::verify::{self, Reject};
+use crate::error::ConfigError;
+use crate::health::{CheckFuture, ReadinessCheck};
+
+/// Verifies bearer tokens against the configured issuers.
+#[derive(Debug)]
+pub struct Authenticator {
+    issuers: Vec<Issuer>,
+    cache: Option<VerifiedCache>,
+    clock: Arc<dyn Clock>,
+    max_token_bytes: usize,
+}
+
+/// One trusted issuer and its keys.
+#[derive(Debug)]
+struct Issuer {
+    config: IssuerConfig,
+    keys: Arc<KeySource>,
+}
+
+impl Authenticator {
+    /// Builds the authenticator from `[auth]` with the system clock. JWKS
+    /// files are read now; JWKS URLs are fetched in the background (when
+    /// called inside a tokio runtime) and the issuer is not ready until
+    /// its keys arrive.
+    pub fn from_config(
+        section: &AuthSection,
+        config_path: &Path,
+        base_dir: &Path,
+    ) -> Result<Arc<Authenticator>, ConfigError> {
+        Self::with_clock(section, config_path, base_dir, Arc::new(SystemClock))
+    }
+
+    /// Like [`Authenticator::from_config`], reading time from `clock`.
+    pub fn with_clock(
+        section: &AuthSection,
+        config_path: &Path,
+        base_dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Authenticator>, ConfigError> {
+        let config = section.validate(config_path, base_dir)?;
+        let mut issuers = Vec::with_capacity(config.issuers.len());
+        for ic in config.issuers {
+            let keys = match &ic.jwks {
+                JwksLocation::File(path) => {
+                    let set = read_jwks(path).map_err(|why| {
+                        ConfigError::at(config_path, &format!("{}.jwks_file", ic.key), why)
+                    })?;
+                    Arc::new(KeySource::fixed(set))
+                }
+                JwksLocation::Url(remote) => {
+                    KeySource::start(&ic.issuer, remote).map_err(|why| {
+                        ConfigError::at(config_path, &format!("{}.jwks_url", ic.key), why)
+                    })?
+                }
+            };
+            issuers.push(Issuer { config: ic, keys });
+        }
+        Ok(Arc::new(Authenticator {
+            issuers,
+            cache: VerifiedCache::new(config.cache_size),
+            clock,
+            max_token_bytes: config.max_token_bytes,
+        }))
+    }
+
+    /// Whether no issuer is configured.
+    pub fn is_empty(&self) -> bool {
+        self.issuers.is_empty()
+    }
+
+    /// Verifies `token` and returns who it describes.
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, Reject> {
+        let now = self.clock.now();
+        let hash = self.cache.as_ref().map(|_| VerifiedCache::hash(token));
+        if let (Some(cache), Some(hash)) = (&self.cache, &hash)
+            && let Some(hit) = cache.get(hash, now, |e| {
+                self.issuers
+                    .get(e.issuer)
+                    .is_some_and(|i| i.keys.current().contains(&e.key))
+            })
+        {
+            return Ok(hit.principal);
+        }
+        let parsed = verify::parse(token, self.max_token_bytes)?;
+        let (index, issuer) = self
+            .issuers
+            .iter()
+            .enumerate()
+            .find(|(_, i)| Some(i.config.issuer.as_str()) == parsed.issuer())
+            .ok_or(Reject::UnknownIssuer)?;
+        if !issuer.config.algorithms.contains(&parsed.alg) {
+            return Err(Reject::AlgorithmNotAllowed);
+        }
+        let key: Arc<VerifyingKey> = issuer
+            .keys
+            .select(parsed.kid.as_deref(), parsed.alg)
+            .await?;
+        key.verify(parsed.message.as_bytes(), parsed.signature, parsed.alg)?;
+        let exp = verify::check_claims(&parsed.claims, &issuer.config, now)?;
+        let principal = Arc::new(verify::principal(&parsed.claims, &issuer.config)?);
+        if let (Some(cache), Some(hash)) = (&self.cache, hash)
+            && now < exp
+        {
+            cache.insert(
+                hash,
+                Entry {
+                    principal: principal.clone(),
+                    issuer: index,
+                    key: key.fingerprint,
+                    exp,
+                },
+            );
+        }
+        Ok(principal)
+    }
+
+    /// `Ok` when every issuer has keys, else the first issuer without.
+    pub fn ready(&self) -> Result<(), String> {
+        match self.issuers.iter().find(|i| i.keys.current().is_empty()) {
+            None => Ok(()),
+            Some(i) => Err(format!("issuer {} has no keys", i.config.issuer)),
+        }
+    }
+}
+
+/// Reads and parses a JWKS file; it must hold at least one usable key.
+fn read_jwks(path: &Path) -> Result<KeySet, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let set = KeySet::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    for why in set.skipped() {
+        tracing::warn!(file = %path.display(), "JWKS key skipped: {why}");
+    }
+    if set.is_empty() {
+        return Err(format!("{}: no usable signature keys", path.display()));
+    }
+    Ok(set)
+}
+
+/// `/readyz` is not ready until every issuer has keys.
+#[derive(Debug)]
+pub struct IssuersHaveKeys(pub Arc<Authenticator>);
+
+impl ReadinessCheck for IssuersHaveKeys {
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(std::future::ready(self.0.ready()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::clock::ManualClock;
+    use crate::auth::keys::generate_es256;
+    use crate::auth::mint::mint;
+    use serde_json::json;
+
+    const T: i64 = 1_700_000_000;
+
+    fn setup(
+        leeway: u64,
+    ) -> (
+        Arc<Authenticator>,
+        Arc<ManualClock>,
+        String,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = generate_es256("e1").unwrap();
+        std::fs::write(dir.path().join("jwks.json"), key.jwks().to_string()).unwrap();
+        let section: AuthSection = toml::from_str(&format!(
+            "[[issuers]]\nissuer = \"https://idp\"\njwks_file = \"jwks.json\"\n\
+             algorithms = [\"ES256\"]\nleeway_seconds = {leeway}\n"
+        ))
+        .unwrap();
+        let clock = Arc::new(ManualClock::new(T));
+        let auth =
+            Authenticator::with_clock(&section, Path::new("t.toml"), dir.path(), clock.clone())
+                .unwrap();
+        let token = mint(
+            &key,
+            &json!({"iss": "https://idp", "sub": "s", "exp": T + 100}),
+        )
+        .unwrap();
+        (auth, clock, token, dir)
+    }
+
+    #[tokio::test]
+    async fn cache_never_accepts_a_token_at_or_after_exp() {
+        let (auth, clock, token, _dir) = setup(0);
+        assert_eq!(auth.authenticate(&token).await.unwrap().subject, "s");
+        assert_eq!(auth.cache.as_ref().unwrap().len(), 1);
+        clock.set(T + 99);
+        assert!(auth.authenticate(&token).await.is_ok());
+        clock.set(T + 100);
+        assert_eq!(
+            auth.authenticate(&token).await.unwrap_err(),
+            Reject::Expired
+        );
+        // The stale entry is gone and an expired token is never cached.
+        assert_eq!(auth.cache.as_ref().unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn leeway_is_granted_by_verification_not_by_the_cache() {
+        let (auth, clock, token, _dir) = setup(30);
+        assert!(auth.authenticate(&token).await.is_ok());
+        clock.set(T + 129);
+        assert!(auth.authenticate(&token).await.is_ok());
+        assert_eq!(auth.cache.as_ref().unwrap().len(), 0);
+        clock.set(T + 130);
+        assert_eq!(
+            auth.authenticate(&token).await.unwrap_err(),
+            Reject::Expired
+        );
+    }
+
+    #[tokio::test]
+    async fn readiness_and_unknown_issuers() {
+        let (auth, _clock, _token, _dir) = setup(0);
+        assert_eq!(auth.ready(), Ok(()));
+        assert!(IssuersHaveKeys(auth.clone()).check().await.is_ok());
+        let other = generate_es256("e1").unwrap();
+        let t = mint(
+            &other,
+            &json!({"iss": "https://other", "sub": "s", "exp": T + 100}),
+        )
+        .unwrap();
+        assert_eq!(
+            auth.authenticate(&t).await.unwrap_err(),
+            Reject::UnknownIssuer
+        );
+        let t = mint(
+            &other,
+            &json!({"iss": "https://idp", "sub": "s", "exp": T + 100}),
+        )
+        .unwrap();
+        assert_eq!(
+            auth.authenticate(&t).await.unwrap_err(),
+            Reject::BadSignature
+        );
+    }
+}
