@@ -2,7 +2,8 @@
 //! (`sailpoint.beta`, /beta paths) and SDK 2.x (`sailpoint.sim_integrations`,
 //! /sim-integrations/v1 paths) each run every operation
 //! (`tests/sdk/sdk{1,2}_all_ops.py`) and check what they get back with the
-//! SDK's own models.
+//! SDK's own models, once directly against the reference upstream and once
+//! through the full gateway with a real signed token.
 //!
 //! The SDKs live in virtual environments made by `scripts/sdk-venv.sh`
 //! (`.venv/sdk1`, `.venv/sdk2`). Without them these tests fail and say so,
@@ -17,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::gateway::TestGateway;
+use support::gateway::{self, TestGateway};
+use support::tokens;
 use support::upstream::spawn_reference;
 
 /// Longest a script may run.
@@ -150,15 +152,16 @@ async fn sdk2_v1_every_operation_against_reference_upstream() {
     assert!(api.is_empty(), "the script deletes what it creates");
 }
 
-/// Both SDKs through the gateway (plain proxying for now; once
-/// authentication is in the stack, start it with `support::gateway::standard`
-/// and pass a token from `support::tokens::token`).
+/// Both SDKs through the full gateway (authentication, operation matching,
+/// authorization, rate limits, body validation), with a real signed token
+/// for an administrator, to the reference upstream.
 #[tokio::test]
 async fn both_sdks_through_the_gateway() {
     let (addr, api) = spawn_reference().await;
-    let gw = TestGateway::passthrough(&format!("http://{addr}"), "").await;
+    let gw = TestGateway::start(&gateway::standard_unlimited(&format!("http://{addr}"))).await;
+    let token = tokens::token("sdk-user", &["ORG_ADMIN"], &["sp:scopes:all"]);
     for sdk in [Sdk::One, Sdk::Two] {
-        let Some(out) = run_sdk(sdk, &gw.url(""), NO_AUTH_TOKEN).await else {
+        let Some(out) = run_sdk(sdk, &gw.url(""), &token).await else {
             return;
         };
         assert!(out.contains("all 9 operations passed"), "{out}");
