@@ -94,20 +94,6 @@ impl Gateway {
                 Some((table, policy))
             }
         };
-        let audit = match config.server.mode {
-            Mode::Passthrough => None,
-            Mode::Gateway => {
-                let audit = AuditConfig::from_section(
-                    &config.sections.audit,
-                    &config.path,
-                    &config.base_dir,
-                )?;
-                Some(
-                    Audit::start(&audit)
-                        .map_err(|e| ConfigError::at(&config.path, "audit.path", e))?,
-                )
-            }
-        };
         let validators = match &operations {
             None => None,
             Some((table, _)) => Some(Validators::compile(
@@ -122,6 +108,21 @@ impl Gateway {
             Mode::Passthrough => None,
             // Starts the idle-key sweep on the current runtime.
             Mode::Gateway => Some(RateLimiting::start(&rate_limit)),
+        };
+        // Last, so a bad config never creates the trail.
+        let audit = match config.server.mode {
+            Mode::Passthrough => None,
+            Mode::Gateway => {
+                let audit = AuditConfig::from_section(
+                    &config.sections.audit,
+                    &config.path,
+                    &config.base_dir,
+                )?;
+                Some(
+                    Audit::start(&audit)
+                        .map_err(|e| ConfigError::at(&config.path, "audit.path", e))?,
+                )
+            }
         };
         Ok(Gateway {
             config: Arc::new(config),

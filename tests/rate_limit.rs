@@ -67,7 +67,10 @@ async fn burst_then_429_and_limited_requests_never_reach_the_upstream() {
 
     let res = get(&gw.url(LIST), Some(&t)).await;
     assert_eq!(res.status, 429);
-    assert_eq!(res.json(), serde_json::json!({"message": "Rate Limit Exceeded"}));
+    assert_eq!(
+        res.json(),
+        serde_json::json!({"message": "Rate Limit Exceeded"})
+    );
     assert_eq!(res.header("content-type"), "application/json");
     let retry_after: u64 = res.header("retry-after").parse().unwrap();
     assert!((1..=100).contains(&retry_after), "{retry_after}");
@@ -81,10 +84,7 @@ async fn burst_then_429_and_limited_requests_never_reach_the_upstream() {
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    let (up, gw) = start(
-        "[rate_limit.reads]\nrequests_per_second = 1\nburst = 1\n",
-    )
-    .await;
+    let (up, gw) = start("[rate_limit.reads]\nrequests_per_second = 1\nburst = 1\n").await;
     let t = admin("alice");
     assert_eq!(get(&gw.url(LIST), Some(&t)).await.status, 200);
     let res = get(&gw.url(LIST), Some(&t)).await;
@@ -164,7 +164,10 @@ async fn spoofed_forwarding_headers_and_fresh_tokens_do_not_change_the_key() {
     let res = send(
         Method::GET,
         &gw.url(LIST),
-        &[("authorization", &auth), ("x-forwarded-for", "198.51.100.99")],
+        &[
+            ("authorization", &auth),
+            ("x-forwarded-for", "198.51.100.99"),
+        ],
         "",
     )
     .await;
@@ -216,7 +219,10 @@ async fn failed_authentications_are_limited_per_peer() {
     // whatever address the client claims.
     let res = get(&gw.url(LIST), Some("junk.junk.junk")).await;
     assert_eq!(res.status, 429);
-    assert_eq!(res.json(), serde_json::json!({"message": "Rate Limit Exceeded"}));
+    assert_eq!(
+        res.json(),
+        serde_json::json!({"message": "Rate Limit Exceeded"})
+    );
     let retry_after: u64 = res.header("retry-after").parse().unwrap();
     assert!((1..=100).contains(&retry_after), "{retry_after}");
     assert!(res.header("ratelimit").is_empty());

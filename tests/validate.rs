@@ -7,7 +7,7 @@
 mod support;
 
 use http::Method;
-use support::gateway::{TestGateway, standard};
+use support::gateway::{TestGateway, standard_unlimited};
 use support::http::{Reply, send};
 use support::tokens::token;
 use support::upstream::Recording;
@@ -38,7 +38,7 @@ const SDK_CREATE: &str = r#"{"name": "aName", "description": "Integration descri
 
 async fn gateway(extra: &str) -> (Recording, TestGateway) {
     let up = Recording::start().await;
-    let gw = TestGateway::start(&format!("{}{extra}", standard(&up.url()))).await;
+    let gw = TestGateway::start(&format!("{}{extra}", standard_unlimited(&up.url()))).await;
     (up, gw)
 }
 
@@ -148,7 +148,9 @@ async fn refused_bodies_never_reach_the_upstream() {
     let t = admin();
     let create = "/beta/sim-integrations";
     let patch = format!("/beta/sim-integrations/{ID}");
-    let cases: Vec<(Method, &str, Option<&str>, Vec<u8>, &str)> = vec![
+    // (method, path, content type, body, expected message)
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Vec<u8>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             create,

@@ -1,10 +1,12 @@
 //! What the audit layers know about one request, and the body capture.
 //!
 //! The outcome layer builds an [`AuditContext`] once the operation is
-//! matched, buffers the request body (already bounded by the body limit) to
-//! digest and redact it, and puts the context into the request extensions;
-//! the intent layer reads it, writes the intent and marks the request as
-//! forwarded, so the outcome layer knows what to record at the end.
+//! matched, wraps the request body in a [`super::tee`] (so whatever the
+//! layers below read of it is kept) and puts the context into the request
+//! extensions. The intent layer buffers the body that is about to be
+//! forwarded, digests and redacts it, writes the intent and marks the
+//! request as forwarded, so the outcome layer knows what to record at the
+//! end.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -16,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::record::{Actor, BodySummary, Decision, Kind, Record};
 use super::redact::Redactor;
+use super::tee::{Seen, tee};
 use crate::auth::Principal;
 use crate::body::{Body, BoxError, full};
 use crate::net::PeerAddr;
@@ -28,7 +31,10 @@ use crate::routes::{Operation, PathParams};
 pub struct AuditContext {
     template: Record,
     start: Instant,
-    body: OnceLock<Option<BodySummary>>,
+    /// What the layers below read of the body, as it arrived.
+    seen: OnceLock<Arc<Seen>>,
+    /// The body as forwarded (set by the intent layer).
+    forwarded_body: OnceLock<Option<BodySummary>>,
     intent_seq: OnceLock<u64>,
     forwarded: AtomicBool,
 }
@@ -64,7 +70,8 @@ impl AuditContext {
                 intent_seq: None,
             },
             start: Instant::now(),
-            body: OnceLock::new(),
+            seen: OnceLock::new(),
+            forwarded_body: OnceLock::new(),
             intent_seq: OnceLock::new(),
             forwarded: AtomicBool::new(false),
         }
@@ -75,9 +82,16 @@ impl AuditContext {
         self.template.request_id.as_deref().unwrap_or("-")
     }
 
-    /// Records the body summary (once).
-    pub fn set_body(&self, body: Option<BodySummary>) {
-        let _ = self.body.set(body);
+    /// Wraps the request body so what the layers below read is kept.
+    pub fn tee(&self, body: Body) -> Body {
+        let (body, seen) = tee(body);
+        let _ = self.seen.set(seen);
+        body
+    }
+
+    /// Records the summary of the body as forwarded (once).
+    pub fn set_forwarded_body(&self, body: Option<BodySummary>) {
+        let _ = self.forwarded_body.set(body);
     }
 
     /// Records that the intent was written with `seq`.
@@ -95,20 +109,34 @@ impl AuditContext {
         self.forwarded.load(Ordering::Acquire)
     }
 
-    /// The intent record: decision `allowed`, with the redacted body.
+    /// The intent record: decision `allowed`, with the forwarded body.
     pub fn intent(&self) -> Record {
         let mut r = self.template.clone();
         r.kind = Kind::Intent;
-        r.with_body(self.body.get().and_then(Option::as_ref))
+        r.with_body(self.forwarded_body.get().and_then(Option::as_ref))
     }
 
-    /// An outcome record. The redacted body is included only when no intent
-    /// carried it already; the digest always is.
-    pub fn outcome(&self, decision: Decision, reason: Option<String>) -> Record {
-        let mut r = self
-            .template
-            .clone()
-            .with_body(self.body.get().and_then(Option::as_ref));
+    /// An outcome record. The body is the one forwarded, else whatever the
+    /// layers below read completely (e.g. validation), else none. Its
+    /// redacted copy is left out when the intent carried it already; the
+    /// digest is always there.
+    pub fn outcome(
+        &self,
+        decision: Decision,
+        reason: Option<String>,
+        redactor: &Redactor,
+    ) -> Record {
+        let read = || {
+            self.seen
+                .get()
+                .and_then(|s| s.complete_body())
+                .and_then(|b| summarize(&b, redactor))
+        };
+        let body = match self.forwarded_body.get() {
+            Some(forwarded) => forwarded.clone(),
+            None => read(),
+        };
+        let mut r = self.template.clone().with_body(body.as_ref());
         r.decision = decision;
         r.reason = reason;
         r.latency_ms = Some(self.start.elapsed().as_secs_f64() * 1000.0);
@@ -133,24 +161,29 @@ pub fn id_from_template(template: &str, path: &str) -> Option<String> {
         .map(|(_, p)| (*p).to_owned())
 }
 
-/// Buffers the request body, digests it and redacts it if it is JSON; the
-/// request goes on with the same bytes. An empty body has no summary.
+/// Digest, size and (for JSON) redacted copy of a body; `None` if empty.
+pub fn summarize(bytes: &[u8], redactor: &Redactor) -> Option<BodySummary> {
+    (!bytes.is_empty()).then(|| BodySummary {
+        sha256: hex::encode(Sha256::digest(bytes)),
+        bytes: bytes.len(),
+        redacted: serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .map(|mut v| {
+                redactor.redact(&mut v);
+                v
+            }),
+    })
+}
+
+/// Buffers the request body and summarizes it; the request goes on with
+/// the same bytes.
 pub async fn capture(
     req: Request<Body>,
     redactor: &Redactor,
 ) -> Result<(Request<Body>, Option<BodySummary>), BoxError> {
     let (parts, body) = req.into_parts();
     let bytes = body.collect().await?.to_bytes();
-    let summary = (!bytes.is_empty()).then(|| BodySummary {
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        bytes: bytes.len(),
-        redacted: serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .map(|mut v| {
-                redactor.redact(&mut v);
-                v
-            }),
-    });
+    let summary = summarize(&bytes, redactor);
     Ok((Request::from_parts(parts, full(bytes)), summary))
 }
 

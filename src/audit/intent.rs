@@ -1,16 +1,17 @@
 //! Layer (3): the durable intent record, just before the proxy.
 //!
 //! For a matched mutation that passed authorization, rate limiting and
-//! validation, it writes the intent record (who, what, the body's digest
-//! and redacted copy) and waits until the record is on stable storage; only
-//! then is the request forwarded, and marked as such for the outcome layer.
+//! validation, it buffers the body exactly as it will be forwarded, writes
+//! the intent record (who, what, the body's SHA-256 and redacted copy) and
+//! waits until the record is on stable storage; only then is the request
+//! forwarded, and marked as such for the outcome layer.
 //!
 //! Rejects: a mutation whose intent cannot be written, with
 //! [`Error::AuditUnavailable`] (503), unless `fail_open` is set, in which
 //! case it is forwarded with a warning. Reads and unmatched requests pass
 //! untouched. Normally the outcome layer above has prepared the request's
-//! [`AuditContext`]; without it this layer builds one itself (capturing the
-//! body), so it never forwards an unrecorded mutation.
+//! [`AuditContext`]; without it this layer builds one itself, so it never
+//! forwards an unrecorded mutation.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -82,16 +83,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let audit = self.audit.clone();
         Box::pin(async move {
-            let (mut req, ctx) = match req.extensions().get::<Arc<AuditContext>>().cloned() {
-                Some(ctx) => (req, ctx),
-                None => {
-                    let ctx = Arc::new(AuditContext::new(&req, &op));
-                    let (mut req, body) = capture(req, audit.redactor()).await?;
-                    ctx.set_body(body);
-                    req.extensions_mut().insert(ctx.clone());
-                    (req, ctx)
-                }
+            let ctx = match req.extensions().get::<Arc<AuditContext>>().cloned() {
+                Some(ctx) => ctx,
+                None => Arc::new(AuditContext::new(&req, &op)),
             };
+            // The body as it will be forwarded (after validation).
+            let (mut req, body) = capture(req, audit.redactor()).await?;
+            ctx.set_forwarded_body(body);
             match audit.log().append(&ctx.intent()).await {
                 Ok(appended) => ctx.set_intent(appended.seq),
                 Err(e) if audit.fail_open() => {

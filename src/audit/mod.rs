@@ -28,16 +28,17 @@
 //!    request failed, and skips requests the outcome layer took over, so
 //!    nothing is recorded twice. The body of an unauthenticated request is
 //!    never read.
-//! 2. [`AuditOutcomeLayer`] sees the principal and the operation. It buffers
-//!    and digests the body, and after the layers below have answered writes
-//!    one outcome record: refused (`forbidden`, `rate_limited`, `invalid`),
-//!    answered by the upstream (`allowed`, with status, latency and, for a
-//!    create, the new id), or failed upstream (`upstream_error`). A drop
-//!    guard writes the outcome of a request cancelled midway (client gone,
-//!    request timeout).
-//! 3. [`AuditIntentLayer`] writes the intent record (with the redacted body)
-//!    and waits until it is on stable storage before the request is
-//!    forwarded; if it cannot be written the mutation is refused with 503
+//! 2. [`AuditOutcomeLayer`] sees the principal and the operation. It keeps
+//!    what the layers below read of the body (without reading it itself),
+//!    and after they have answered writes one outcome record: refused
+//!    (`forbidden`, `rate_limited`, `invalid`), answered by the upstream
+//!    (`allowed`, with status, latency and, for a create, the new id), or
+//!    failed upstream (`upstream_error`). A drop guard writes the outcome of
+//!    a request cancelled midway (client gone, request timeout).
+//! 3. [`AuditIntentLayer`] buffers the body as it will be forwarded, writes
+//!    the intent record (with its digest and redacted copy) and waits until
+//!    it is on stable storage before the request is forwarded; if it cannot
+//!    be written the mutation is refused with 503
 //!    ([`crate::error::Error::AuditUnavailable`]) and not forwarded, unless
 //!    `fail_open` is set.
 //!
@@ -57,6 +58,7 @@ pub mod outcome;
 pub mod record;
 pub mod redact;
 pub mod rotate;
+pub mod tee;
 pub mod unauthenticated;
 pub mod verify;
 pub mod writer;

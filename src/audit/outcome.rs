@@ -1,10 +1,13 @@
 //! Layer (2): the outcome record of every matched mutation.
 //!
 //! Sits right after operation matching, so the principal and the operation
-//! are in the extensions. For an audited operation it buffers the request
-//! body (digest and redacted copy, see [`super::context`]), shares an
-//! [`AuditContext`] with the intent layer below, and once the layers below
-//! have answered writes one outcome record and waits until it is durable:
+//! are in the extensions. For an audited operation it shares an
+//! [`AuditContext`] with the intent layer below and wraps the request body
+//! so that whatever the layers below read of it is kept (see
+//! [`super::tee`]; it reads nothing itself, so a request refused before its
+//! body is read is never buffered). Once the layers below have answered it
+//! writes one outcome record — with the digest and redacted copy of the body
+//! as forwarded, or as validation read it — and waits until it is durable:
 //!
 //! | what happened below | decision |
 //! |---|---|
@@ -19,8 +22,8 @@
 //! outcome from a drop guard: `upstream_error` if it had been forwarded (the
 //! upstream's outcome is unknown), `error` otherwise.
 //!
-//! It rejects nothing itself: a body that cannot be read (over the body
-//! limit) is recorded and its error passed on. Failing to write the outcome
+//! It rejects nothing itself: errors from below are recorded and passed on
+//! unchanged. Failing to write the outcome
 //! is logged and does not change the response. Requests without a matched
 //! operation, and reads unless `record_reads`, pass through untouched.
 
@@ -35,7 +38,7 @@ use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
 use super::Audit;
-use super::context::{AuditContext, capture};
+use super::context::AuditContext;
 use super::record::{Decision, Record};
 use super::unauthenticated::Claim;
 use crate::body::{Body, BoxError, full};
@@ -90,7 +93,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
         let op = req
             .extensions()
             .get::<Arc<Operation>>()
@@ -103,6 +106,7 @@ where
             claim.take();
         }
         let ctx = Arc::new(AuditContext::new(&req, &op));
+        let mut req = req.map(|body| ctx.tee(body));
         req.extensions_mut().insert(ctx.clone());
         // The clone that was driven to readiness serves this request.
         let clone = self.inner.clone();
@@ -113,17 +117,12 @@ where
                 audit: Some(audit.clone()),
                 ctx: ctx.clone(),
             };
-            let result = match capture(req, audit.redactor()).await {
-                Ok((req, body)) => {
-                    ctx.set_body(body);
-                    super::call_boxed(&mut inner, req).await
-                }
-                Err(e) => Err(e),
-            };
+            let result = super::call_boxed(&mut inner, req).await;
+            let redactor = audit.redactor();
             let (result, record) = match result {
                 Ok(res) => {
                     let (res, created) = created_id(res, &op).await;
-                    let mut record = ctx.outcome(Decision::Allowed, None);
+                    let mut record = ctx.outcome(Decision::Allowed, None, redactor);
                     match res {
                         Ok(res) => {
                             record.upstream_status = Some(res.status().as_u16());
@@ -144,7 +143,7 @@ where
                         Decision::for_refusal(&*e)
                     };
                     let reason = reason(&*e);
-                    (Err(e), ctx.outcome(decision, Some(reason)))
+                    (Err(e), ctx.outcome(decision, Some(reason), redactor))
                 }
             };
             guard.audit = None;
@@ -217,15 +216,18 @@ impl Drop for Guard {
         let Some(audit) = self.audit.take() else {
             return;
         };
+        let redactor = audit.redactor();
         let record: Record = if self.ctx.forwarded() {
             self.ctx.outcome(
                 Decision::UpstreamError,
                 Some("cancelled after forwarding (client gone or request timeout); the upstream outcome is unknown".into()),
+                redactor,
             )
         } else {
             self.ctx.outcome(
                 Decision::Error,
                 Some("cancelled before forwarding (client gone or request timeout)".into()),
+                redactor,
             )
         };
         audit.log().append_detached(&record);

@@ -453,6 +453,7 @@ reads = { requests_per_second = 1, burst = 1 }
             request_bodies: Vec::new(),
             path_params: Vec::new(),
             document: 0,
+            index: 0,
         })
     }
 
