@@ -58,6 +58,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Mint a signed JWT for tests and demos (printed to stdout).
+    Token(TokenArgs),
     /// Work with the audit trail.
     Audit {
         /// What to do.
@@ -79,6 +81,36 @@ pub enum AuditCommand {
     },
 }
 
+/// `simgate token`: what the token says and what signs it.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// PKCS#8 PEM private key (RSA → RS256, P-256 → ES256), e.g. the demo's
+    /// `signing-key.pem`.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Key id put in the header (must match the key's `kid` in the JWKS).
+    #[arg(long)]
+    pub kid: String,
+    /// Subject (`sub`, also `client_id`).
+    #[arg(long)]
+    pub sub: String,
+    /// Roles (`authorities`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// Scopes (`scope`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: i64,
+    /// Issuer (`iss`).
+    #[arg(long, default_value = crate::demo::DEMO_ISSUER)]
+    pub iss: String,
+    /// Audience (`aud`).
+    #[arg(long, default_value = crate::demo::DEMO_AUDIENCE)]
+    pub aud: String,
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -88,6 +120,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Upstream { listen } => upstream(listen),
         Command::Check { config, json } => check(config, json),
+        Command::Token(args) => token(&args).map(|t| println!("{t}")),
         Command::Audit {
             command: AuditCommand::Verify { files },
         } => crate::audit::verify::run(&files).map_err(Into::into),
@@ -171,4 +204,36 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
         )?,
     }
     Ok(())
+}
+
+/// Mints the token `simgate token` prints.
+pub fn token(args: &TokenArgs) -> Result<String, BoxError> {
+    use crate::auth::{clock::Clock, keys, mint};
+    let pem =
+        std::fs::read_to_string(&args.key).map_err(|e| format!("{}: {e}", args.key.display()))?;
+    let key =
+        keys::from_pem(&pem, &args.kid).map_err(|e| format!("{}: {e}", args.key.display()))?;
+    if args.ttl <= 0 {
+        return Err("--ttl must be positive".into());
+    }
+    let spec = mint::TokenSpec {
+        issuer: args.iss.clone(),
+        audience: Some(args.aud.clone()).filter(|a| !a.is_empty()),
+        subject: args.sub.clone(),
+        roles: args
+            .roles
+            .iter()
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .collect(),
+        scopes: args
+            .scopes
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect(),
+        issued_at: crate::auth::clock::SystemClock.now(),
+        ttl: args.ttl,
+    };
+    Ok(mint::mint(&key, &spec.claims())?)
 }

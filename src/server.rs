@@ -5,7 +5,6 @@
 //! On shutdown the listener closes at once; connections finish their
 //! in-flight requests within the grace period and are then dropped.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -227,25 +226,17 @@ fn tls_acceptor(config: &Config, cert: &Path, key: &Path) -> Result<TlsAcceptor,
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
-    async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        return;
-                    }
-                };
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
             tokio::select! {
-                _ = ctrl_c => {},
+                _ = tokio::signal::ctrl_c() => {},
                 _ = term.recv() => {},
             }
+            return;
         }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
     }
+    let _ = tokio::signal::ctrl_c().await;
 }

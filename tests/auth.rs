@@ -18,9 +18,14 @@ use support::http::{Reply, get, send};
 use support::tokens::{self, AUD, ISS, Issuer, KID, now};
 use support::upstream::Recording;
 
-/// The standard gateway config (test issuer, OpenAPI documents, policy).
+/// The standard gateway config (test issuer, OpenAPI documents, policy),
+/// without the per-peer failed-authentication limiter (these tests send
+/// many bad tokens from one address on purpose).
 fn body(upstream: &Recording) -> String {
-    standard(&upstream.url())
+    format!(
+        "{}\n[rate_limit.auth_failures]\nenabled = false\n",
+        standard(&upstream.url())
+    )
 }
 
 /// An operation every test token (ORG_ADMIN, sp:scopes:all) may call.
@@ -465,5 +470,69 @@ async fn config_errors_name_the_key() {
     // Passthrough needs no issuers.
     let gw = TestGateway::passthrough(&up.url(), "").await;
     assert_eq!(get(&gw.url(LIST), None).await.status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn token_command_and_demo_tokens_are_accepted() {
+    use simgate::demo::{DEMO_AUDIENCE, DEMO_ISSUER, DEMO_KID};
+    let keys = tempfile::tempdir().unwrap();
+    let files = simgate::demo::write_keys_and_tokens(keys.path()).unwrap();
+    let names: Vec<_> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["ORG_ADMIN.jwt", "SERVICE_DESK_ADMIN.jwt", "SIM_READER.jwt"]
+    );
+    let key = keys.path().join("signing-key.pem");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_simgate"))
+        .args(["token", "--key"])
+        .arg(&key)
+        .args([
+            "--kid",
+            DEMO_KID,
+            "--sub",
+            "cli-user",
+            "--roles",
+            "SIM_READER",
+        ])
+        .args([
+            "--scopes",
+            "idn:service-desk-integration:read",
+            "--ttl",
+            "120",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli_token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let up = Recording::start().await;
+    let text = format!(
+        "{}\n[[auth.issuers]]\nissuer = \"{DEMO_ISSUER}\"\naudiences = [\"{DEMO_AUDIENCE}\"]\n\
+         jwks_file = \"{}\"\nalgorithms = [\"RS256\"]\n",
+        body(&up),
+        keys.path().join("jwks.json").display()
+    );
+    let gw = TestGateway::start(&text).await;
+    for token in files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .chain([cli_token])
+    {
+        let res = get(&gw.url(LIST), Some(token.trim())).await;
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    // A second run reuses the key: earlier tokens stay valid.
+    let again = simgate::demo::write_keys_and_tokens(keys.path()).unwrap();
+    let token = std::fs::read_to_string(&again[0]).unwrap();
+    assert_eq!(get(&gw.url(LIST), Some(token.trim())).await.status, 200);
+    assert_eq!(up.count(), 5);
     gw.stop().await;
 }

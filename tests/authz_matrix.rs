@@ -55,9 +55,9 @@ fn operations() -> Vec<Op> {
     ops
 }
 
-/// A body valid for the operation's schema.
-fn body(media: Option<&str>) -> String {
-    match media {
+/// A body valid for the operation.
+fn body(op: &Op) -> String {
+    match op.media {
         Some("application/json") => json!({
             "name": "aName",
             "type": "ServiceNow Service Desk",
@@ -65,10 +65,11 @@ fn body(media: Option<&str>) -> String {
             "cluster": "xyzzy999"
         })
         .to_string(),
-        Some(_) => json!({
-            "operations": [{ "op": "replace", "path": "/description", "value": "x" }]
-        })
-        .to_string(),
+        // The rule patch changes the rule, the other patch the integration.
+        Some(_) if op.path.ends_with("/beforeProvisioningRule") => {
+            json!([{ "op": "replace", "path": "/name", "value": "Rule" }]).to_string()
+        }
+        Some(_) => json!([{ "op": "replace", "path": "/description", "value": "x" }]).to_string(),
         None => String::new(),
     }
 }
@@ -82,13 +83,7 @@ async fn call(gw: &TestGateway, op: &Op, token: &str) -> Reply {
     if let Some(media) = op.media {
         headers.push(("content-type", media));
     }
-    send(
-        op.method.clone(),
-        &gw.url(&op.path),
-        &headers,
-        body(op.media),
-    )
-    .await
+    send(op.method.clone(), &gw.url(&op.path), &headers, body(op)).await
 }
 
 /// Calls `op` and asserts the outcome: forwarded (200, the upstream saw

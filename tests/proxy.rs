@@ -1,6 +1,8 @@
 //! Proxy core: header hygiene, request ids, forwarding headers, limits and
 //! upstream failures, through a real gateway on loopback.
 
+#![allow(clippy::unwrap_used)] // test helpers below are test code too
+
 mod support;
 
 use http::Method;

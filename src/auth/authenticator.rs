@@ -164,3 +164,98 @@ impl ReadinessCheck for IssuersHaveKeys {
         Box::pin(std::future::ready(self.0.ready()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::clock::ManualClock;
+    use crate::auth::keys::generate_es256;
+    use crate::auth::mint::mint;
+    use serde_json::json;
+
+    const T: i64 = 1_700_000_000;
+
+    fn setup(
+        leeway: u64,
+    ) -> (
+        Arc<Authenticator>,
+        Arc<ManualClock>,
+        String,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = generate_es256("e1").unwrap();
+        std::fs::write(dir.path().join("jwks.json"), key.jwks().to_string()).unwrap();
+        let section: AuthSection = toml::from_str(&format!(
+            "[[issuers]]\nissuer = \"https://idp\"\njwks_file = \"jwks.json\"\n\
+             algorithms = [\"ES256\"]\nleeway_seconds = {leeway}\n"
+        ))
+        .unwrap();
+        let clock = Arc::new(ManualClock::new(T));
+        let auth =
+            Authenticator::with_clock(&section, Path::new("t.toml"), dir.path(), clock.clone())
+                .unwrap();
+        let token = mint(
+            &key,
+            &json!({"iss": "https://idp", "sub": "s", "exp": T + 100}),
+        )
+        .unwrap();
+        (auth, clock, token, dir)
+    }
+
+    #[tokio::test]
+    async fn cache_never_accepts_a_token_at_or_after_exp() {
+        let (auth, clock, token, _dir) = setup(0);
+        assert_eq!(auth.authenticate(&token).await.unwrap().subject, "s");
+        assert_eq!(auth.cache.as_ref().unwrap().len(), 1);
+        clock.set(T + 99);
+        assert!(auth.authenticate(&token).await.is_ok());
+        clock.set(T + 100);
+        assert_eq!(
+            auth.authenticate(&token).await.unwrap_err(),
+            Reject::Expired
+        );
+        // The stale entry is gone and an expired token is never cached.
+        assert_eq!(auth.cache.as_ref().unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn leeway_is_granted_by_verification_not_by_the_cache() {
+        let (auth, clock, token, _dir) = setup(30);
+        assert!(auth.authenticate(&token).await.is_ok());
+        clock.set(T + 129);
+        assert!(auth.authenticate(&token).await.is_ok());
+        assert_eq!(auth.cache.as_ref().unwrap().len(), 0);
+        clock.set(T + 130);
+        assert_eq!(
+            auth.authenticate(&token).await.unwrap_err(),
+            Reject::Expired
+        );
+    }
+
+    #[tokio::test]
+    async fn readiness_and_unknown_issuers() {
+        let (auth, _clock, _token, _dir) = setup(0);
+        assert_eq!(auth.ready(), Ok(()));
+        assert!(IssuersHaveKeys(auth.clone()).check().await.is_ok());
+        let other = generate_es256("e1").unwrap();
+        let t = mint(
+            &other,
+            &json!({"iss": "https://other", "sub": "s", "exp": T + 100}),
+        )
+        .unwrap();
+        assert_eq!(
+            auth.authenticate(&t).await.unwrap_err(),
+            Reject::UnknownIssuer
+        );
+        let t = mint(
+            &other,
+            &json!({"iss": "https://idp", "sub": "s", "exp": T + 100}),
+        )
+        .unwrap();
+        assert_eq!(
+            auth.authenticate(&t).await.unwrap_err(),
+            Reject::BadSignature
+        );
+    }
+}

@@ -23,13 +23,19 @@
 //! Create assigns a 32-hex-digit `id` and RFC 3339 `created`/`modified`
 //! timestamps (milliseconds, UTC); every write moves `modified` strictly
 //! forward. PATCH takes an RFC 6902 array or the `{"operations": [...]}`
-//! envelope the official Python SDK sends, and applies it atomically (see
-//! [`patch`](self) module docs). Failures are `ErrorResponseDto`s: unknown
-//! id or path → 404, malformed body or failed patch → 400, body over 1 MiB
-//! → 413, wrong method → 405 with `Allow`. The `trackingId` is the request's
-//! `X-Request-Id` when well-formed (the gateway sends one), else a fresh id.
+//! envelope the official Python SDK sends, and applies it atomically: to a
+//! copy, kept only if every operation applies and the result is still a
+//! valid integration with unchanged `id`/`created`/`modified`. Failures
+//! are `ErrorResponseDto`s: unknown id or path → 404, malformed body or
+//! failed patch → 400, body over 1 MiB → 413, wrong method → 405 with
+//! `Allow`. The `trackingId` is the request's `X-Request-Id` when
+//! well-formed (the gateway sends one), else a fresh id.
 //!
-//! Not enforced (documented so nobody relies on it): the v1 spec's required
+//! Where the vendor documents disagree with themselves: the beta document
+//! declares the list response as a single ServiceDeskIntegrationDto (and
+//! SDK 1.x's typed `get_sim_integrations()` follows it); both families
+//! return an array, as the v1 document says and as a list must. Not
+//! enforced (so nobody relies on it): the v1 document's required
 //! `X-SailPoint-Experimental` header and the "name must be unique" rule.
 //!
 //! Speed: it is the floor in benchmarks. Items keep their serialised bytes,

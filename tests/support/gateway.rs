@@ -49,6 +49,15 @@ policy = "{repo}/config/policy.toml"
     )
 }
 
+/// [`standard`] with quotas high enough that tests about other concerns
+/// never meet the rate limiter (it has its own tests).
+pub fn standard_unlimited(upstream_url: &str) -> String {
+    format!(
+        "{}\n[rate_limit.reads]\nrequests_per_second = 100000\nburst = 100000\n\n[rate_limit.mutations]\nrequests_per_second = 100000\nburst = 100000\n",
+        standard(upstream_url)
+    )
+}
+
 /// The `[server]` line that turns the security layers off.
 pub const PASSTHROUGH: &str = "mode = \"passthrough\"";
 

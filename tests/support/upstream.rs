@@ -94,3 +94,20 @@ impl Recording {
         self.seen.lock().unwrap().len()
     }
 }
+
+/// Starts the reference SIM Integrations API on an ephemeral loopback port
+/// and returns its address and a handle on its store (for asserting what it
+/// holds). It serves until the test's runtime ends.
+pub async fn spawn_reference() -> (SocketAddr, simgate::upstream::Api) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let api = simgate::upstream::Api::new();
+    tokio::spawn(simgate::upstream::serve_api(
+        listener,
+        api.clone(),
+        std::future::pending(),
+    ));
+    (addr, api)
+}
