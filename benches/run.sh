@@ -236,7 +236,7 @@ start_simgate() {
 # longest run of leading parts that passes. Records the parts kept and left
 # out in LAYERS_ON / LAYERS_OFF.
 accept_layers() {
-    local full=$1 out=$2 name=$3 parts=() kept=() off="" i n p
+    local full=$1 out=$2 name=$3 parts=() kept=() i n p
     python3 - "$full" "$WORK/parts.$name" <<'PY'
 import sys, os
 text = open(sys.argv[1]).read()
@@ -369,7 +369,7 @@ measure() {
     t1=$(cpu_ticks "$pg") u1=$(cpu_ticks "$UP_PID") m1=$(proc_busy) w1=$(date +%s%N)
     [ "$c" = direct ] && [ "$PIN" = 1 ] && pin "$LOAD_CPU" "$UP_PID"
     [ "$rc" = 0 ] || die "$c $w $kind: load generator failed ($rc): $(tail -3 "$raw.err")"
-    kill -0 "$pg" 2>/dev/null || die "$c died: $(tail -5 "$WORK/logs/$c.log")"
+    alive "$pg" || die "$c died: $(tail -5 "$WORK/logs/$c.log")"
     [ "$record" = yes ] || return 0
     local out=$raw.out
     [ "$kind" = rate ] || out=$raw.out.json
@@ -460,7 +460,8 @@ version() { "$@" 2>&1 | head -1 || true; }
     done
 } | jq -s '{meta: .[0], configs: .[1:]}' >"$WORK/meta.json"
 
-mkdir -p "$(dirname "$OUT")" "$TARGET_DIR/bench"
-cp "$RESULTS" "$WORK/meta.json" "$TARGET_DIR/bench/"
+RAW=$TARGET_DIR/bench/last$([ "$QUICK" = 1 ] && echo -quick)
+mkdir -p "$(dirname "$OUT")" "$RAW"
+cp "$RESULTS" "$WORK/meta.json" "$RAW/"
 python3 "$HERE/lib/report.py" "$WORK/meta.json" "$RESULTS" >"$OUT"
-log "report written to $OUT (raw figures in $TARGET_DIR/bench/); load took ${ELAPSED}s"
+log "report written to $OUT (raw figures in $RAW/); load took ${ELAPSED}s"

@@ -28,16 +28,24 @@ spawn() {
     log "started $name (pid $SPAWN_PID): $*"
 }
 
+# alive PID: the process exists and has not exited (a child that exited stays
+# a zombie until waited for, and `kill -0` still succeeds on it).
+alive() {
+    local state
+    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ $state != Z* ]]
+}
+
 # stop_group PID: TERM to the process group, KILL after 3 s if still alive.
 stop_group() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
+    local pid=$1
+    alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 30); do
-        kill -0 "$pid" 2>/dev/null || break
+    for _ in $(seq 30); do
+        alive "$pid" || break
         sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
     wait "$pid" 2>/dev/null || true
@@ -63,9 +71,9 @@ s.close()'
 # wait_http URL PID [TRIES]: until URL answers anything over HTTP (or fail
 # when PID died or TRIES×0.1 s passed).
 wait_http() {
-    local url=$1 pid=$2 tries=${3:-100} i
-    for i in $(seq "$tries"); do
-        if ! kill -0 "$pid" 2>/dev/null; then
+    local url=$1 pid=$2 tries=${3:-100}
+    for _ in $(seq "$tries"); do
+        if ! alive "$pid"; then
             return 1
         fi
         if curl -s -o /dev/null --max-time 1 "$url"; then

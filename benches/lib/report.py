@@ -128,10 +128,16 @@ def main():
     w("Every figure comes from one run of the harness; each cell is the median of ")
     w(f"{meta['runs']} repetition(s).\n\n")
     if meta["preliminary"]:
+        others = median([f.get("others") for f in s.values()])
         w("**Preliminary:** measured while other engineers were compiling on the same ")
-        w("2-core machine, and before every security layer had landed on `main` (see the ")
-        w("layer list below). Treat the absolute numbers as noisy; the CPU-per-request ")
-        w("column is the steadiest figure.\n\n")
+        w(f"2-core machine (other processes used a median {fmt(pct(others), 0, ' %')} of its CPU ")
+        w("during the measurements, so each server got a fraction of its core). Saturation ")
+        w("throughput and tail latency mostly measure that contention; CPU per request is ")
+        w("the steadiest figure here. ")
+        off = (configs.get("simgate-full") or {}).get("layers_off")
+        if off:
+            w(f"Layers not yet accepted by this build, left out of the full stack: {off}. ")
+        w("\n\n")
 
     w("## Machine and versions\n\n")
     dirty = " (with uncommitted changes)" if meta["dirty"] else ""
