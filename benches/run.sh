@@ -161,6 +161,11 @@ claims() { # claims SUB ROLES_JSON
 }
 TOKEN=$(jwt_token "$WORK/signing-key.pem" "$KID" "$(claims bench-client "[\"$ROLE\"]")")
 NOROLE_TOKEN=$(jwt_token "$WORK/signing-key.pem" "$KID" "$(claims bench-norole '["NO_SUCH_ROLE"]')")
+# The valid token with one signature character changed.
+SIG=${TOKEN##*.}
+FLIP=A
+[ "${SIG:10:1}" != A ] || FLIP=B
+FORGED_TOKEN=${TOKEN%.*}.${SIG:0:10}$FLIP${SIG:11}
 
 # --- the reference upstream --------------------------------------------------
 UP_PORT=$(free_port)
@@ -326,10 +331,13 @@ for c in "${CONFIGS[@]}"; do
     esac
     if [ "$guarded" = 1 ]; then
         anon=$(code "${URL[$c]}$ITEM" GET "")
+        forged=$(code "${URL[$c]}$ITEM" GET "$FORGED_TOKEN")
         norole=$(code "${URL[$c]}$ITEM" GET "$NOROLE_TOKEN")
-        if [ "$anon" != 401 ] || { [ "$norole" != 403 ] && [ "$norole" != 401 ]; }; then
-            NOTE[$c]="guard check: no token → $anon, token without the role → $norole"
+        if [ "$anon" != 401 ] || [ "$forged" != 401 ] || { [ "$norole" != 403 ] && [ "$norole" != 401 ]; }; then
+            NOTE[$c]="guard check: no token → $anon, forged signature → $forged, token without the role → $norole"
             log "$c: ${NOTE[$c]}"
+        else
+            log "$c: refuses no token ($anon), a forged signature ($forged), a token without the role ($norole)"
         fi
     fi
     IDLE_KB[$c]=$(mem_kb "${PGID[$c]}" VmRSS)
