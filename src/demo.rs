@@ -3,8 +3,9 @@
 //!
 //! The folder is a contract: `simgate.toml` is the config the demo gateway
 //! runs with, usable as is with `simgate serve --config`; `signing-key.pem`
-//! is the demo issuer's private key (kept across runs), `jwks.json` its
-//! public key, and `tokens/<ROLE>.jwt` one fresh token per policy role.
+//! is the demo issuer's private key (PKCS#8, freshly generated on every run:
+//! tokens of an earlier run stop working), `jwks.json` its public JWKS (with
+//! `kid`), and `tokens/<ROLE>.jwt` one token per role of the demo policy.
 
 use std::path::Path;
 
@@ -42,12 +43,7 @@ pub async fn run(dir: &Path, port: u16) -> Result<(), BoxError> {
     for t in &tokens {
         println!("  {}", t.display());
     }
-    if let Some(reader) = tokens.iter().find(|t| t.ends_with("SIM_READER.jwt")) {
-        println!(
-            "\ntry:\n  curl -s -H \"Authorization: Bearer $(cat {})\" {url}/beta/sim-integrations\n",
-            reader.display()
-        );
-    }
+    println!("\n{}", try_lines(&url, dir));
     let stop = running.stopper();
     tokio::spawn(async move {
         crate::server::shutdown_signal().await;
@@ -55,6 +51,31 @@ pub async fn run(dir: &Path, port: u16) -> Result<(), BoxError> {
     });
     running.wait().await;
     Ok(())
+}
+
+/// Ready-to-paste `curl` lines for the demo gateway at `url`.
+fn try_lines(url: &str, dir: &Path) -> String {
+    let token = |role: &str| format!("$(cat {}/tokens/{role}.jwt)", dir.display());
+    let admin = token("ORG_ADMIN");
+    let reader = token("SIM_READER");
+    let create = r#"{"name":"demo","description":"made through simgate","type":"ServiceNow Service Desk","attributes":{"password":"s3cret"},"sources":["2c9180835d191a86015d28455b4a2329"],"cluster":"xyzzy999"}"#;
+    format!(
+        "try:\n\
+         # create (ORG_ADMIN; the password is redacted in the audit log)\n\
+         curl -s -X POST {url}/beta/sim-integrations -H \"Authorization: Bearer {admin}\" -H 'Content-Type: application/json' -d '{create}'\n\
+         # list (SIM_READER may read)\n\
+         curl -s {url}/beta/sim-integrations -H \"Authorization: Bearer {reader}\"\n\
+         # SIM_READER may not change anything: 403\n\
+         curl -s -X DELETE {url}/beta/sim-integrations/ID -H \"Authorization: Bearer {reader}\"\n\
+         # patch (RFC 6902)\n\
+         curl -s -X PATCH {url}/sim-integrations/v1/ID -H \"Authorization: Bearer {admin}\" -H 'Content-Type: application/json-patch+json' -d '[{{\"op\":\"replace\",\"path\":\"/description\",\"value\":\"patched\"}}]'\n\
+         # no token: 401\n\
+         curl -s {url}/beta/sim-integrations\n\
+         # the audit trail, and its chain check\n\
+         tail -n 2 {audit}\n\
+         simgate audit verify {audit}\n",
+        audit = dir.join("audit/audit.jsonl").display()
+    )
 }
 
 /// The demo issuer (written into the demo config).
@@ -78,29 +99,21 @@ const DEMO_ROLES: [(&str, &str); 3] = [
     ("SIM_READER", "idn:service-desk-integration:read"),
 ];
 
-/// Writes (or reuses) `signing-key.pem`, writes `jwks.json` and one token
-/// per role under `tokens/`; returns the token files.
+/// Generates a fresh `signing-key.pem`, writes `jwks.json` and one token per
+/// role under `tokens/`; returns the token files.
 pub fn write_keys_and_tokens(dir: &Path) -> Result<Vec<std::path::PathBuf>, BoxError> {
     use crate::auth::{keys, mint};
     let write = |path: &Path, text: &str| {
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
     };
     let key_path = dir.join("signing-key.pem");
-    let key = match std::fs::read_to_string(&key_path) {
-        Ok(pem) => {
-            keys::from_pem(&pem, DEMO_KID).map_err(|e| format!("{}: {e}", key_path.display()))?
-        }
-        Err(_) => {
-            let key = keys::generate_rsa(DEMO_KID)?;
-            write(&key_path, &key.pkcs8_pem)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600));
-            }
-            key
-        }
-    };
+    let key = keys::generate_rsa(DEMO_KID)?;
+    write(&key_path, &key.pkcs8_pem)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600));
+    }
     write(&dir.join("jwks.json"), &key.jwks().to_string())?;
     let token_dir = dir.join("tokens");
     std::fs::create_dir_all(&token_dir).map_err(|e| format!("{}: {e}", token_dir.display()))?;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::gateway::TestGateway;
+use support::gateway::{TestGateway, standard_unlimited};
 use support::upstream::spawn_reference;
 
 /// Longest a script may run.
@@ -150,19 +150,56 @@ async fn sdk2_v1_every_operation_against_reference_upstream() {
     assert!(api.is_empty(), "the script deletes what it creates");
 }
 
-/// Both SDKs through the gateway (plain proxying for now; once
-/// authentication is in the stack, start it with `support::gateway::standard`
-/// and pass a token from `support::tokens::token`).
+/// Both SDKs through the full gateway (authentication, operation match,
+/// policy, validation, audit) with a real ORG_ADMIN token: every operation
+/// works, and every mutation left its audit records.
 #[tokio::test]
 async fn both_sdks_through_the_gateway() {
     let (addr, api) = spawn_reference().await;
-    let gw = TestGateway::passthrough(&format!("http://{addr}"), "").await;
+    let gw = TestGateway::start(&standard_unlimited(&format!("http://{addr}"))).await;
+    let token = support::tokens::token(
+        "sdk-client",
+        &["ORG_ADMIN"],
+        &[
+            "idn:service-desk-integration:manage",
+            "idn:service-desk-integration:read",
+        ],
+    );
     for sdk in [Sdk::One, Sdk::Two] {
-        let Some(out) = run_sdk(sdk, &gw.url(""), NO_AUTH_TOKEN).await else {
+        let Some(out) = run_sdk(sdk, &gw.url(""), &token).await else {
             return;
         };
         assert!(out.contains("all 9 operations passed"), "{out}");
     }
     assert!(api.is_empty(), "the scripts delete what they create");
+    // Each script forwards six mutations (create, put, two attribute patches
+    // of which one fails its `test` op upstream, the rule patch, delete);
+    // each has a durable intent and an outcome naming it.
+    let audit = std::fs::read_to_string(gw.path("audit/audit.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |kind: &str| {
+        records
+            .iter()
+            .filter(|r| r["kind"] == kind && r["decision"] == "allowed")
+            .count()
+    };
+    assert_eq!(count("intent"), 12, "{audit}");
+    assert_eq!(count("outcome"), 12, "{audit}");
+    for intent in records.iter().filter(|r| r["kind"] == "intent") {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["kind"] == "outcome" && r["intent_seq"] == intent["seq"]),
+            "intent {} has no outcome",
+            intent["seq"]
+        );
+    }
+    assert!(
+        !audit.contains("jesse@example.com"),
+        "attributes are redacted"
+    );
     gw.stop().await;
 }
