@@ -150,10 +150,7 @@ mod tests {
         }
         assert!(from_pem("junk", "k").is_err());
     }
-}
-#[cfg(test)]
-mod reload_tests {
-    use super::*;
+
     #[test]
     fn reloaded_key_signs_verifiably() {
         for key in [generate_rsa("r").unwrap(), generate_es256("e").unwrap()] {
