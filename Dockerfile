@@ -13,6 +13,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
  && useradd --system --uid 10001 --home /var/lib/simgate --create-home simgate
 COPY --from=build /src/target/release/simgate /usr/local/bin/simgate
 COPY config /etc/simgate
+# The audit trail goes to audit/ next to the config: writable by the service
+# user only; mount a volume there to keep it.
+RUN mkdir -p /etc/simgate/audit && chown simgate:simgate /etc/simgate/audit && chmod 700 /etc/simgate/audit
 USER simgate
 WORKDIR /var/lib/simgate
 EXPOSE 8080

@@ -2,6 +2,8 @@
 //! `simgate` binary for the crash test), real signed tokens, a recording
 //! upstream, and the trail file read back and verified.
 
+#![allow(clippy::expect_used)] // test helpers below are test code too
+
 mod support;
 
 use std::collections::{HashMap, HashSet};

@@ -13,16 +13,14 @@
 //! [`AuditContext`]; without it this layer builds one itself, so it never
 //! forwards an unrecorded mutation.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::Audit;
 use super::context::{AuditContext, capture};
+use super::{Audit, ResponseFuture};
 use crate::body::{Body, BoxError};
 use crate::error::Error;
 use crate::routes::Operation;
@@ -64,7 +62,7 @@ where
 {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)

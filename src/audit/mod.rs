@@ -50,6 +50,26 @@
 //! means the gateway stopped before the upstream answered. None of the
 //! layers is installed in `server.mode = "passthrough"`.
 
+//! ```no_run
+//! use simgate::audit::{Audit, AuditConfig};
+//! use simgate::body::{Body, BoxError, empty};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let audit = Audit::start(&AuditConfig::with_path("audit/audit.jsonl"))?;
+//! let upstream = tower::service_fn(|_req: http::Request<Body>| async {
+//!     Ok::<_, BoxError>(http::Response::new(empty()))
+//! });
+//! // (MatchOperation goes above the outcome layer; authorization, rate
+//! // limiting and validation between the two.)
+//! let svc = tower::ServiceBuilder::new()
+//!     .layer(audit.outcome_layer())
+//!     .layer(audit.intent_layer())
+//!     .service(upstream);
+//! # let _ = svc;
+//! # Ok(())
+//! # }
+//! ```
+
 pub mod chain;
 pub mod config;
 pub mod context;

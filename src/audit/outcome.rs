@@ -27,8 +27,6 @@
 //! is logged and does not change the response. Requests without a matched
 //! operation, and reads unless `record_reads`, pass through untouched.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -37,10 +35,10 @@ use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
-use super::Audit;
 use super::context::AuditContext;
 use super::record::{Decision, Record};
 use super::unauthenticated::Claim;
+use super::{Audit, ResponseFuture};
 use crate::body::{Body, BoxError, full};
 use crate::error::Error;
 use crate::routes::Operation;
@@ -78,8 +76,6 @@ pub struct AuditOutcome<S> {
     audit: Audit,
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
-
 impl<S> Service<Request<Body>> for AuditOutcome<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + 'static,
@@ -87,7 +83,7 @@ where
 {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future = BoxFuture;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)

@@ -14,8 +14,6 @@
 //! the extensions, so a request refused after matching is recorded once.
 //! Rejects nothing; a failure to record is logged.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -25,7 +23,7 @@ use tower::{Layer, Service};
 
 use super::context::id_from_template;
 use super::record::{Actor, Decision, Kind, Record};
-use super::{Audit, OperationLookup};
+use super::{Audit, OperationLookup, ResponseFuture};
 use crate::body::{Body, BoxError};
 use crate::net::PeerAddr;
 use crate::request_id::RequestId;
@@ -92,7 +90,7 @@ where
 {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)

@@ -274,7 +274,10 @@ impl Writer {
         self.len = tail.good_len;
         self.link = link;
         self.first_seq = tail.first_seq;
-        self.file_day = tail.last_day;
+        // A file with records but no readable time counts as today's.
+        self.file_day = tail
+            .last_day
+            .or_else(|| tail.first_seq.map(|_| rotate::utc_day(self.clock.now())));
         self.file = Some(file);
         Ok(())
     }
