@@ -265,3 +265,39 @@ async fn bad_quotas_stop_start_up_naming_the_key() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn requests_refused_further_down_still_carry_the_headers() {
+    let (up, gw) = start(SLOW).await;
+    let auth = format!("Bearer {}", admin("alice"));
+    // Counted, then refused by body validation: the quota is spent and said so.
+    let res = send(
+        Method::POST,
+        &gw.url(LIST),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        "{\"name\": 42}",
+    )
+    .await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert_eq!(res.header("ratelimit"), r#""mutations";r=0;t=100"#);
+    assert_eq!(
+        res.header("ratelimit-policy"),
+        r#""reads";q=3;w=300, "mutations";q=1;w=100"#
+    );
+    let res = send(
+        Method::POST,
+        &gw.url(LIST),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        "{\"name\": 42}",
+    )
+    .await;
+    assert_eq!(res.status, 429);
+    assert_eq!(up.count(), 0);
+    gw.stop().await;
+}

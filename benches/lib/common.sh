@@ -7,8 +7,11 @@
 # trap, so also on error or Ctrl-C) stops those groups and nothing else.
 
 SPAWNED_PIDS=()
+# The harness's own stderr, kept apart so that messages written while a
+# command's stderr is redirected (a trap firing mid-run) still show.
+exec {LOG_FD}>&2
 
-log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&"$LOG_FD"; }
 die() {
     log "error: $*"
     exit 1
@@ -19,7 +22,7 @@ die() {
 spawn() {
     local name=$1 logfile=$2
     shift 2
-    setsid "$@" >"$logfile" 2>&1 </dev/null &
+    setsid "$@" >"$logfile" 2>&1 </dev/null {LOG_FD}>&- &
     SPAWN_PID=$!
     SPAWNED_PIDS+=("$SPAWN_PID")
     log "started $name (pid $SPAWN_PID): $*"
