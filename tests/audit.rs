@@ -4,8 +4,6 @@
 // Helpers may fail loudly: a panic here is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#![allow(clippy::expect_used)] // test helpers below are test code too
-
 mod support;
 
 use std::collections::{HashMap, HashSet};
