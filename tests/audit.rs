@@ -3,7 +3,6 @@
 //! upstream, and the trail file read back and verified.
 // Helpers may fail loudly: a panic here is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#![allow(clippy::expect_used)] // test helpers below are test code too
 
 mod support;
 
