@@ -19,5 +19,5 @@ cargo test --locked --no-fail-fast
 
 if [[ -x scripts/fuzz-smoke.sh ]]; then
   echo "== fuzz smoke (bounded)"
-  bash scripts/fuzz-smoke.sh
+  bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-30}"
 fi

@@ -529,10 +529,11 @@ async fn token_command_and_demo_tokens_are_accepted() {
         let res = get(&gw.url(LIST), Some(token.trim())).await;
         assert_eq!(res.status, 200, "{}", res.text());
     }
-    // A second run reuses the key: earlier tokens stay valid.
-    let again = simgate::demo::write_keys_and_tokens(keys.path()).unwrap();
-    let token = std::fs::read_to_string(&again[0]).unwrap();
-    assert_eq!(get(&gw.url(LIST), Some(token.trim())).await.status, 200);
-    assert_eq!(up.count(), 5);
+    assert_eq!(up.count(), 4);
     gw.stop().await;
+    // Every demo run makes a fresh key (ephemeral keys).
+    let first_key = std::fs::read_to_string(keys.path().join("signing-key.pem")).unwrap();
+    simgate::demo::write_keys_and_tokens(keys.path()).unwrap();
+    let second_key = std::fs::read_to_string(keys.path().join("signing-key.pem")).unwrap();
+    assert_ne!(first_key, second_key);
 }

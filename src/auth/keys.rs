@@ -150,4 +150,22 @@ mod tests {
         }
         assert!(from_pem("junk", "k").is_err());
     }
+
+    #[test]
+    fn reloaded_key_signs_verifiably() {
+        for key in [generate_rsa("r").unwrap(), generate_es256("e").unwrap()] {
+            let again = from_pem(&key.pkcs8_pem, &key.kid).unwrap();
+            let set = crate::auth::jwks::KeySet::parse(key.jwks().to_string().as_bytes()).unwrap();
+            for k in [&key, &again] {
+                let t = crate::auth::mint::mint(k, &serde_json::json!({"a": 1})).unwrap();
+                let (msg, sig) = t.rsplit_once('.').unwrap();
+                let vk = set.get(&key.kid).unwrap();
+                assert!(
+                    vk.verify(msg.as_bytes(), sig, key.alg).is_ok(),
+                    "{:?}",
+                    k.alg
+                );
+            }
+        }
+    }
 }

@@ -5,7 +5,8 @@
 //!   key) has a quota for reads and one for mutations (GCRA, governor), with
 //!   overrides per client key or role; over quota → 429 with `Retry-After`;
 //!   every counted request carries the IETF draft `RateLimit-Policy` and
-//!   `RateLimit` fields. Sits after authorization.
+//!   `RateLimit` fields. Sits after authorization. The quotas and their state
+//!   are [`quotas::ClientQuotas`], each quota a [`policy::Policy`].
 //! - [`AuthFailureLimitLayer`] ([`auth_failures`]): each peer address has a
 //!   budget of failed authentications; over it → 429 before its token is
 //!   looked at. Sits just before authentication.
@@ -35,13 +36,15 @@ pub mod eviction;
 pub mod per_client;
 pub mod policy;
 pub mod probe;
+pub mod quotas;
 
 use std::sync::{Arc, Weak};
 
 use governor::clock::{Clock, DefaultClock};
 
 pub use auth_failures::{AuthFailureLimitLayer, AuthFailures};
-pub use per_client::{ClientQuotas, RATELIMIT, RATELIMIT_POLICY, RateLimitLayer};
+pub use per_client::RateLimitLayer;
+pub use quotas::{ClientQuotas, RATELIMIT, RATELIMIT_POLICY};
 
 use self::config::RateLimitConfig;
 use self::eviction::Evict;

@@ -66,8 +66,11 @@ pub(crate) fn json(
     Ok(Bytes::from(stripped))
 }
 
-/// A 400 with at most `config.max_messages` messages.
+/// A 400 with at most `config.max_messages` distinct messages.
 pub(crate) fn invalid(config: &ValidationConfig, mut messages: Vec<String>) -> Error {
+    // The same violation can be found through two schemas (allOf branches).
+    let mut seen = std::collections::HashSet::new();
+    messages.retain(|m| seen.insert(m.clone()));
     let max = config.max_messages;
     if messages.len() > max {
         let more = messages.len() - (max - 1);

@@ -28,6 +28,8 @@
 //! path and `from` must lie under one the role may touch, or the request is
 //! refused as forbidden (403).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
@@ -42,12 +44,26 @@ use crate::error::Error;
 use crate::routes::Operation;
 
 /// How one operation's JSON Patch bodies are checked.
-#[derive(Debug)]
 pub(crate) struct Plan {
     /// The document's schemas for one patch operation.
     op_schemas: Vec<String>,
     /// What the patch changes; `None` when the document does not say.
     resource: Option<Resource>,
+    /// What recently used paths name (walking the schemas costs more than
+    /// the rest of a patch check; bounded, so odd paths cost only time).
+    targets: quick_cache::sync::Cache<Vec<String>, Arc<Target>>,
+}
+
+/// Paths remembered per operation.
+const REMEMBERED_TARGETS: usize = 1024;
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("op_schemas", &self.op_schemas)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The schemas of the object a patch changes.
@@ -77,6 +93,7 @@ impl Plan {
         Ok(Plan {
             op_schemas: schemas.patch_operation_schemas(body),
             resource: resource(schemas, document, &op.operation_id)?,
+            targets: quick_cache::sync::Cache::new(REMEMBERED_TARGETS),
         })
     }
 
@@ -358,7 +375,8 @@ fn check_op(
         Use::Write
     };
     let appends = matches!(name, "add" | "move" | "copy");
-    let Some(path) = pointer(store, plan, m, "path", at, path_use, appends, messages) else {
+    let Some((path, target)) = pointer(store, plan, m, "path", at, path_use, appends, messages)
+    else {
         return;
     };
     if takes_from {
@@ -367,7 +385,7 @@ fn check_op(
         } else {
             Use::Read
         };
-        if let Some(from) = pointer(store, plan, m, "from", at, from_use, false, messages) {
+        if let Some((from, _)) = pointer(store, plan, m, "from", at, from_use, false, messages) {
             if name == "move" && path.len() > from.len() && path.starts_with(&from) {
                 messages.push(format!("{at}/from: cannot move a field into itself"));
             }
@@ -376,10 +394,9 @@ fn check_op(
     }
     if matches!(name, "add" | "replace")
         && let Some(value) = m.get("value")
-        && let Some(r) = &plan.resource
     {
-        for loc in target(store, r, &path).schemas {
-            match store.validator(&loc) {
+        for loc in &target.schemas {
+            match store.validator(loc) {
                 Some(v) if !v.is_valid(value) => messages.extend(
                     v.iter_errors(value)
                         .map(|e| report::message(&format!("{at}/value"), &e)),
@@ -392,8 +409,8 @@ fn check_op(
     touched.push(path);
 }
 
-/// Checks the pointer in `member`; returns its decoded tokens when it names
-/// a field the operation may use.
+/// Checks the pointer in `member`; returns its decoded tokens and what they
+/// name when it is a field the operation may use.
 #[allow(clippy::too_many_arguments)]
 fn pointer(
     store: &Store,
@@ -404,7 +421,7 @@ fn pointer(
     usage: Use,
     appends: bool,
     messages: &mut Vec<String>,
-) -> Option<Vec<String>> {
+) -> Option<(Vec<String>, Arc<Target>)> {
     let raw = match m.get(member)? {
         Value::String(s) => s.as_str(),
         other => {
@@ -446,7 +463,14 @@ fn pointer(
         ));
         return None;
     };
-    let t = target(store, resource, &tokens);
+    let t = match plan.targets.get(tokens.as_slice()) {
+        Some(t) => t,
+        None => {
+            let t = Arc::new(target(store, resource, &tokens));
+            plan.targets.insert(tokens.clone(), t.clone());
+            t
+        }
+    };
     let problem = if !t.known {
         Some("is not a field of the resource")
     } else if t.read_only {
@@ -460,7 +484,7 @@ fn pointer(
         messages.push(format!("{here}: {shown:?} {problem}"));
         return None;
     }
-    Some(tokens)
+    Some((tokens, t))
 }
 
 /// What `tokens` name, by the write schema first, then the read schema.

@@ -1,0 +1,266 @@
+//! [`ClientQuotas`]: every client's quotas and their state — the default
+//! reads and mutations policies and the overrides — and the decision for one
+//! request (see [`super::per_client`] for the layer and the headers).
+//!
+//! A principal's tier is its `client` override, else the first `role`
+//! override (in file order) it holds, else the defaults. An override that
+//! leaves a class out shares the default policy (and its counters) for it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use governor::clock::{Clock, DefaultClock};
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue, Request};
+
+use super::client_addr::ClientAddr;
+use super::config::{Override, RateLimitConfig, Selector};
+use super::eviction::Evict;
+use super::policy::{Policy, Verdict};
+use crate::auth::Principal;
+use crate::error::Error;
+use crate::net::PeerAddr;
+use crate::routes::{Operation, is_mutating};
+
+/// `RateLimit-Policy`: the quota policies of the client.
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`: the state of the policy the request counted against.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// What a request is counted under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// An authenticated principal's client key.
+    Client(String),
+    /// The client address of a request without a principal.
+    Address(IpAddr),
+}
+
+type Shared<C> = Arc<Policy<ClientKey, C>>;
+
+/// The reads and mutations policies of one group of clients.
+#[derive(Debug)]
+struct Tier<C: Clock> {
+    reads: Shared<C>,
+    mutations: Shared<C>,
+    /// The `RateLimit-Policy` value.
+    advertised: HeaderValue,
+}
+
+impl<C: Clock> Tier<C> {
+    fn new(reads: Shared<C>, mutations: Shared<C>) -> Self {
+        let text = format!("{}, {}", reads.item(), mutations.item());
+        Tier {
+            advertised: HeaderValue::try_from(text)
+                .unwrap_or_else(|_| HeaderValue::from_static("")),
+            reads,
+            mutations,
+        }
+    }
+}
+
+/// Every client's quotas: the defaults and the overrides, with their state.
+/// Built once at start-up and shared by all connections.
+#[derive(Debug)]
+pub struct ClientQuotas<C: Clock = DefaultClock> {
+    default: Tier<C>,
+    by_client: HashMap<String, Tier<C>>,
+    by_role: Vec<(String, Tier<C>)>,
+    /// Every distinct policy, for eviction.
+    policies: Vec<Shared<C>>,
+    client_addr: ClientAddr,
+}
+
+impl ClientQuotas {
+    /// The quotas of `config`, on the system clock.
+    pub fn new(config: &RateLimitConfig) -> Self {
+        Self::with_clock(config, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> ClientQuotas<C> {
+    /// The quotas of `config`, timed by `clock` (a fake one in tests).
+    pub fn with_clock(config: &RateLimitConfig, clock: C) -> Self {
+        let reads = Arc::new(Policy::new("reads", config.reads, clock.clone()));
+        let mutations = Arc::new(Policy::new("mutations", config.mutations, clock.clone()));
+        let mut policies = vec![reads.clone(), mutations.clone()];
+        let mut by_client = HashMap::new();
+        let mut by_role = Vec::new();
+        for o in &config.overrides {
+            let Override {
+                name,
+                selector,
+                reads: r,
+                mutations: m,
+            } = o;
+            let mut own =
+                |class: &str, quota: &Option<governor::Quota>, default: &Shared<C>| match quota {
+                    Some(q) => {
+                        let p =
+                            Arc::new(Policy::new(&format!("{name}-{class}"), *q, clock.clone()));
+                        policies.push(p.clone());
+                        p
+                    }
+                    None => default.clone(),
+                };
+            let tier = Tier::new(own("reads", r, &reads), own("mutations", m, &mutations));
+            match selector {
+                Selector::Client(c) => {
+                    by_client.insert(c.clone(), tier);
+                }
+                Selector::Role(r) => by_role.push((r.clone(), tier)),
+            }
+        }
+        ClientQuotas {
+            default: Tier::new(reads, mutations),
+            by_client,
+            by_role,
+            policies,
+            client_addr: config.client_addr.clone(),
+        }
+    }
+}
+
+impl<C: Clock> ClientQuotas<C> {
+    /// The tier of a principal: its client override, else the first role
+    /// override it holds, else the defaults.
+    fn tier(&self, principal: &Principal) -> &Tier<C> {
+        if let Some(t) = self.by_client.get(&principal.client_key) {
+            return t;
+        }
+        self.by_role
+            .iter()
+            .find(|(role, _)| principal.roles.iter().any(|r| r == role))
+            .map_or(&self.default, |(_, t)| t)
+    }
+
+    /// Counts `req`: its `RateLimit` headers if allowed, else the 429 error.
+    pub fn check<B>(&self, req: &Request<B>) -> Result<HeaderMap, Error> {
+        let ext = req.extensions();
+        let mutating = ext
+            .get::<Arc<Operation>>()
+            .map_or_else(|| is_mutating(req.method()), |op| op.mutating);
+        let (tier, key) = match ext.get::<Arc<Principal>>() {
+            Some(p) => (self.tier(p), ClientKey::Client(p.client_key.clone())),
+            None => {
+                let peer = ext
+                    .get::<PeerAddr>()
+                    .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip());
+                let addr = self.client_addr.of(peer, req.headers());
+                (&self.default, ClientKey::Address(addr))
+            }
+        };
+        let policy = if mutating {
+            &tier.mutations
+        } else {
+            &tier.reads
+        };
+        let verdict = policy.check(&key);
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert(RATELIMIT_POLICY, tier.advertised.clone());
+        headers.insert(RATELIMIT, policy.state(&verdict));
+        match verdict {
+            Verdict::Allowed { .. } => Ok(headers),
+            Verdict::Denied { retry_after, .. } => Err(Error::RateLimited {
+                retry_after,
+                headers,
+            }),
+        }
+    }
+
+    /// Keys tracked over all policies.
+    pub fn len(&self) -> usize {
+        self.policies.iter().map(|p| p.len()).sum()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.policies.iter().all(|p| p.is_empty())
+    }
+}
+
+impl<C> Evict for ClientQuotas<C>
+where
+    C: Clock + Send + Sync + 'static,
+    C::Instant: Send + Sync,
+{
+    fn evict(&self) -> usize {
+        self.policies.iter().map(|p| p.evict()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rate_limit::RateLimiting;
+    use crate::rate_limit::config::RateLimitSection;
+    use governor::clock::FakeRelativeClock;
+    use std::time::Duration;
+
+    /// reads: 2/s, burst 3.
+    fn config() -> RateLimitConfig {
+        let section: RateLimitSection =
+            toml::from_str("[reads]\nrequests_per_second = 2\nburst = 3\n").unwrap();
+        section.validate(std::path::Path::new("t.toml")).unwrap()
+    }
+
+    fn principal(client: &str, roles: &[&str]) -> Arc<Principal> {
+        Arc::new(Principal {
+            subject: format!("sub-{client}"),
+            client_key: client.to_owned(),
+            issuer: "https://idp.test".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            scopes: Vec::new(),
+            token_id: None,
+        })
+    }
+
+    fn operation(mutating: bool) -> Arc<Operation> {
+        Arc::new(Operation {
+            operation_id: "getSIMIntegrations".into(),
+            method: http::Method::GET,
+            path_template: "/beta/sim-integrations".into(),
+            mutating,
+            scopes: Vec::new(),
+            request_bodies: Vec::new(),
+            path_params: Vec::new(),
+            document: 0,
+            index: 0,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_distinct_clients_is_evicted_on_schedule() {
+        let clock = FakeRelativeClock::default();
+        let limits = RateLimiting::with_clock(&config(), clock.clone());
+        assert!(limits.spawn_eviction(Duration::from_secs(60)));
+        let quotas = limits.clients();
+        const CLIENTS: usize = 200_000;
+        let mut req = Request::new(());
+        req.extensions_mut().insert(operation(false));
+        for i in 0..CLIENTS {
+            req.extensions_mut()
+                .insert(principal(&format!("client-{i}"), &[]));
+            assert!(quotas.check(&req).is_ok());
+        }
+        // One client that keeps going.
+        req.extensions_mut().insert(principal("steady", &[]));
+        assert_eq!(quotas.len(), CLIENTS);
+        // Its own budget is remembered across the sweep; the others' state
+        // (full again after 1.5 s) is dropped.
+        clock.advance(Duration::from_millis(59_500));
+        for _ in 0..3 {
+            assert!(quotas.check(&req).is_ok());
+        }
+        clock.advance(Duration::from_millis(500));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(quotas.len(), 1);
+        // A fresh key would have r=2: the steady client's state survived.
+        let headers = quotas.check(&req).unwrap();
+        assert_eq!(headers[RATELIMIT], "\"reads\";r=0;t=2");
+    }
+}
