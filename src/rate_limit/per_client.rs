@@ -198,7 +198,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::auth::Principal;
     use crate::net::PeerAddr;
@@ -254,7 +254,8 @@ reads = { requests_per_second = 1, burst = 1 }
         }
     }
 
-    fn principal(client: &str, roles: &[&str]) -> Arc<Principal> {
+    /// A principal with client key `client` (shared with other test modules).
+    pub(crate) fn principal(client: &str, roles: &[&str]) -> Arc<Principal> {
         Arc::new(Principal {
             subject: format!("sub-{client}"),
             client_key: client.to_owned(),
@@ -265,7 +266,8 @@ reads = { requests_per_second = 1, burst = 1 }
         })
     }
 
-    fn operation(mutating: bool) -> Arc<Operation> {
+    /// A read or mutating operation (shared with other test modules).
+    pub(crate) fn operation(mutating: bool) -> Arc<Operation> {
         Arc::new(Operation {
             operation_id: if mutating {
                 "createSIMIntegration"

@@ -195,6 +195,7 @@ mod tests {
     use super::*;
     use crate::rate_limit::RateLimiting;
     use crate::rate_limit::config::RateLimitSection;
+    use crate::rate_limit::per_client::tests::{operation, principal};
     use governor::clock::FakeRelativeClock;
     use std::time::Duration;
 
@@ -203,31 +204,6 @@ mod tests {
         let section: RateLimitSection =
             toml::from_str("[reads]\nrequests_per_second = 2\nburst = 3\n").unwrap();
         section.validate(std::path::Path::new("t.toml")).unwrap()
-    }
-
-    fn principal(client: &str, roles: &[&str]) -> Arc<Principal> {
-        Arc::new(Principal {
-            subject: format!("sub-{client}"),
-            client_key: client.to_owned(),
-            issuer: "https://idp.test".into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            scopes: Vec::new(),
-            token_id: None,
-        })
-    }
-
-    fn operation(mutating: bool) -> Arc<Operation> {
-        Arc::new(Operation {
-            operation_id: "getSIMIntegrations".into(),
-            method: http::Method::GET,
-            path_template: "/beta/sim-integrations".into(),
-            mutating,
-            scopes: Vec::new(),
-            request_bodies: Vec::new(),
-            path_params: Vec::new(),
-            document: 0,
-            index: 0,
-        })
     }
 
     #[tokio::test(start_paused = true)]
