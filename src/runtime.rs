@@ -16,7 +16,8 @@
 //! state (token cache, rate limits, audit trail, upstream pool).
 //!
 //! In `per-core`, a small control runtime on the main thread builds the
-//! gateway, runs its background tasks (rate-limit eviction), waits for
+//! gateway, runs its background tasks (rate-limit eviction) and the admin
+//! listener (`[admin]`, metrics and health for operators), waits for
 //! SIGINT/SIGTERM and then stops every worker with the usual grace period.
 //! A worker that cannot start (its listener, its TLS set-up) stops them all
 //! and `serve` returns that error.
@@ -58,6 +59,7 @@ fn work_stealing(config: Config, workers: NonZeroUsize) -> Result<(), BoxError> 
         .build()?;
     runtime.block_on(async move {
         let gateway = Gateway::from_config(config)?;
+        let admin = crate::admin::start_configured(&gateway).await?;
         let running = crate::server::start(gateway).await?;
         tracing::info!(
             addr = %running.local_addr(), workers, runtime = "work-stealing",
@@ -70,6 +72,9 @@ fn work_stealing(config: Config, workers: NonZeroUsize) -> Result<(), BoxError> 
             let _ = stop.send(true);
         });
         running.wait().await;
+        if let Some(admin) = admin {
+            admin.shutdown().await;
+        }
         Ok(())
     })
 }
@@ -84,6 +89,8 @@ fn per_core(config: Config, workers: NonZeroUsize) -> Result<(), BoxError> {
         let _on_control = control.enter();
         Gateway::from_config(config)?
     };
+    // The admin listener (when configured) also runs on the control runtime.
+    let admin = control.block_on(crate::admin::start_configured(&gateway))?;
     let listeners = bind_all(gateway.config().server.listen, workers)?;
     let addr = listeners.first().map(std::net::TcpListener::local_addr);
 
@@ -152,6 +159,9 @@ fn per_core(config: Config, workers: NonZeroUsize) -> Result<(), BoxError> {
     });
     let _ = stop.send(true);
     join(threads);
+    if let Some(admin) = admin {
+        control.block_on(admin.shutdown());
+    }
     match first_exit {
         Some(Err(e)) => Err(e.into()),
         Some(Ok(())) => Err("a worker stopped on its own".into()),
