@@ -1,7 +1,8 @@
 //! `simgate serve` in both runtime models (`server.runtime`,
 //! `server.workers`): the real binary on loopback, requests on fresh
 //! connections (so SO_REUSEPORT spreads them over the workers' listeners),
-//! what the upstream received, and a clean stop on SIGTERM.
+//! what the upstream received, the admin listener beside them, and a clean
+//! stop on SIGTERM.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,9 +17,9 @@ use support::upstream::Recording;
 
 const REQUESTS: usize = 24;
 
-/// Starts the binary, returns it and the address from its "simgate
-/// listening" line.
-fn spawn(config: &str, dir: &std::path::Path) -> (Child, String) {
+/// Starts the binary, returns it and the addresses from its "simgate
+/// listening" and "admin listening" lines.
+fn spawn(config: &str, dir: &std::path::Path) -> (Child, String, String) {
     let path = dir.join("simgate.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_simgate"))
@@ -36,16 +37,26 @@ fn spawn(config: &str, dir: &std::path::Path) -> (Child, String) {
         for line in std::io::BufReader::new(stderr).lines() {
             let Ok(line) = line else { return };
             if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["message"] == "simgate listening"
+                && let Some(message) = v["message"].as_str()
+                && message.contains("listening")
             {
-                let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                let addr = v["addr"].as_str().unwrap_or_default().to_owned();
+                let _ = tx.send((message.starts_with("admin"), addr));
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("gateway listening");
-    (child, addr)
+    let (mut api, mut admin) = (None, None);
+    while api.is_none() || admin.is_none() {
+        let (is_admin, addr) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("gateway and admin listening");
+        if is_admin {
+            admin = Some(addr);
+        } else {
+            api = Some(addr);
+        }
+    }
+    (child, api.unwrap(), admin.unwrap())
 }
 
 fn thread_names(pid: u32) -> Vec<String> {
@@ -84,10 +95,10 @@ async fn run(server_extra: &str, workers: usize, expect_worker_threads: usize) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nmode = \"passthrough\"\nworkers = {workers}\n{server_extra}\n\
-         [upstream]\nurl = \"{}\"\n",
+         [upstream]\nurl = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
         up.url()
     );
-    let (child, addr) = spawn(&config, dir.path());
+    let (child, addr, admin) = spawn(&config, dir.path());
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     let named = thread_names(child.id())
         .iter()
@@ -114,6 +125,15 @@ async fn run(server_extra: &str, workers: usize, expect_worker_threads: usize) {
         assert_eq!(s.uri.query(), Some(format!("n={i}").as_str()));
         assert_eq!(s.headers["x-request-id"], format!("rt-{i}").as_str());
     }
+
+    // The admin listener runs beside the workers (on the control runtime in per-core).
+    let res = support::http::raw(
+        admin.parse().unwrap(),
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(support::http::raw_status(&res), 200, "{res}");
+    assert_eq!(up.count(), REQUESTS);
 
     let status = stop(child);
     assert!(status.success(), "{status:?}");
