@@ -493,6 +493,9 @@ for rep in $(seq "$RUNS"); do
 done
 ELAPSED=$(($(date +%s) - START))
 
+# Where the raw figures and profiles are kept.
+RAW=$TARGET_DIR/bench/last$([ "$QUICK" = 1 ] && echo -quick)
+
 # --- profile (optional) ------------------------------------------------------
 # perf on the pinned server while wrk saturates it; DWARF call graphs (the
 # release build keeps line tables and unwind info, not frame pointers).
@@ -569,7 +572,6 @@ version() { "$@" 2>&1 | head -1 || true; }
     done
 } | jq -s '{meta: .[0], configs: .[1:]}' >"$WORK/meta.json"
 
-RAW=$TARGET_DIR/bench/last$([ "$QUICK" = 1 ] && echo -quick)
 mkdir -p "$(dirname "$OUT")" "$RAW"
 cp "$RESULTS" "$WORK/meta.json" "$RAW/"
 python3 "$HERE/lib/report.py" "$WORK/meta.json" "$RESULTS" >"$WORK/report.md"
