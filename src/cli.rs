@@ -152,7 +152,7 @@ fn serve(path: PathBuf, log_format: Option<String>) -> Result<(), BoxError> {
         Some(_) => LogFormat::Pretty,
         None => config.log.format,
     };
-    crate::telemetry::init(format, &config.log.level);
+    let _log = crate::telemetry::init(format, &config.log.level);
     runtime()?.block_on(async move {
         let gateway = crate::stack::Gateway::from_config(config)?;
         let admin = crate::admin::start_configured(&gateway).await?;
@@ -173,7 +173,7 @@ fn serve(path: PathBuf, log_format: Option<String>) -> Result<(), BoxError> {
 }
 
 fn upstream(listen: SocketAddr) -> Result<(), BoxError> {
-    crate::telemetry::init(LogFormat::Pretty, "info");
+    let _log = crate::telemetry::init(LogFormat::Pretty, "info");
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(addr = %listener.local_addr()?, "reference SIM Integrations API listening");
