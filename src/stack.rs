@@ -71,10 +71,11 @@ impl Gateway {
         let auth = match config.server.mode {
             Mode::Passthrough => None,
             Mode::Gateway => {
-                let auth = Authenticator::from_config(
+                let auth = Authenticator::with_metrics(
                     &config.sections.auth,
                     &config.path,
                     &config.base_dir,
+                    metrics.clone(),
                 )?;
                 if auth.is_empty() {
                     return Err(ConfigError::at(
