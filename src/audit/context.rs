@@ -19,12 +19,15 @@ use crate::body::{Body, BoxError, full};
 use crate::net::PeerAddr;
 use crate::request_id::RequestId;
 use crate::routes::{Operation, PathParams};
+use crate::trace_context::TraceContext;
 
 /// What a request's audit records say about it.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
     /// The request id.
     pub request_id: Option<&'a RequestId>,
+    /// The trace id.
+    pub trace_id: Option<&'a str>,
     /// The method.
     pub method: &'a Method,
     /// The path (no query).
@@ -45,6 +48,7 @@ impl<'a> Facts<'a> {
         let ext = req.extensions();
         Facts {
             request_id: ext.get::<RequestId>(),
+            trace_id: ext.get::<TraceContext>().map(TraceContext::trace_id),
             method: req.method(),
             path: req.uri().path(),
             peer: ext.get::<PeerAddr>().copied(),
@@ -61,6 +65,7 @@ pub fn record_for(kind: Kind, facts: &Facts<'_>) -> Record {
     Record {
         kind,
         request_id: facts.request_id.map(|id| id.to_string()),
+        trace_id: facts.trace_id.map(str::to_owned),
         operation_id: op.operation_id.clone(),
         method: facts.method.to_string(),
         path: facts.path.to_owned(),

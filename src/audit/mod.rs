@@ -252,6 +252,7 @@ pub(crate) mod test_support {
         Record {
             kind: Kind::Intent,
             request_id: Some(format!("req-{i}")),
+            trace_id: None,
             operation_id: "createSIMIntegration".into(),
             method: "POST".into(),
             path: "/beta/sim-integrations".into(),

@@ -82,6 +82,7 @@ impl Audit {
         }
         let facts = Facts {
             request_id: record.request_id(),
+            trace_id: record.trace_id(),
             method: record.method(),
             path: record.path(),
             peer: record.peer(),
@@ -202,12 +203,14 @@ mod tests {
             );
             Ok::<_, BoxError>(json_response(r#"{"id":"new-1","name":"x"}"#))
         });
-        let res = svc
-            .oneshot(create(
-                r#"{"name":"x","attributes":{"password":"hunter2"}}"#,
-            ))
-            .await
-            .unwrap();
+        let mut req = create(r#"{"name":"x","attributes":{"password":"hunter2"}}"#);
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let tc = crate::trace_context::TraceContext::parse(
+            format!("00-{trace}-00f067aa0ba902b7-01").as_bytes(),
+        )
+        .unwrap();
+        req.extensions_mut().insert(tc);
+        let res = svc.oneshot(req).await.unwrap();
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], br#"{"id":"new-1","name":"x"}"#);
         let recs = records(&dir);
@@ -221,6 +224,8 @@ mod tests {
         assert_eq!(r["actor"]["subject"], "svc-sim");
         assert_eq!(r["actor"]["token_id"], "jti-9");
         assert_eq!(recs[0]["body"]["attributes"], "[REDACTED]");
+        assert_eq!(recs[0]["trace_id"], trace);
+        assert_eq!(r["trace_id"], trace);
         assert!(r["latency_ms"].as_f64().is_some());
         assert!(
             !std::fs::read_to_string(dir.path().join("audit.jsonl"))

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! {"seq":7,"prev":"9f…","time":"2025-01-02T03:04:05.678Z","kind":"intent",
-//!  "request_id":"…","operation_id":"createSIMIntegration","method":"POST",
+//!  "request_id":"…","trace_id":"…","operation_id":"createSIMIntegration","method":"POST",
 //!  "path":"/beta/sim-integrations","resource_id":null,
 //!  "actor":{"subject":"…","client_key":"…","issuer":"…","roles":[…],"token_id":"…"},
 //!  "peer":"127.0.0.1:50412","decision":"allowed","reason":null,
@@ -138,6 +138,8 @@ pub struct Record {
     pub kind: Kind,
     /// The request id (also the `trackingId` of error responses).
     pub request_id: Option<String>,
+    /// The W3C trace id (see [`crate::trace_context`]).
+    pub trace_id: Option<String>,
     /// The matched operation's `operationId`.
     pub operation_id: String,
     /// HTTP method.
