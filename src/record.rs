@@ -610,3 +610,90 @@ async fn created_id(res: Response<Body>) -> Result<(Response<Body>, Option<Strin
         .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
     Ok((Response::from_parts(parts, full(bytes)), id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::test_support::operation;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    fn request(method: Method) -> Request<Body> {
+        Request::builder()
+            .method(method)
+            .uri("/beta/sim-integrations/abc")
+            .body(crate::body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn decision_and_class_come_from_what_the_layers_wrote() {
+        let r = RequestRecord::new(&request(Method::DELETE));
+        assert_eq!((r.decision(), r.operation_name()), ("local", "unmatched"));
+        assert_eq!(r.rate_limit_class(), "auth_failures");
+        r.set_operation(
+            operation(
+                "deleteSIMIntegration",
+                Method::DELETE,
+                "/beta/sim-integrations/{id}",
+            ),
+            PathParams::default(),
+        );
+        assert_eq!(r.operation_name(), "deleteSIMIntegration");
+        assert_eq!(r.rate_limit_class(), "mutations");
+        r.set_upstream(StatusCode::NO_CONTENT, Duration::from_millis(2));
+        assert_eq!(r.decision(), "allowed");
+        let err: BoxError = Error::Forbidden {
+            operation: "deleteSIMIntegration".into(),
+        }
+        .into();
+        r.set_failure(&*err);
+        assert_eq!(r.decision(), "forbidden");
+        // Set once: a second write changes nothing.
+        r.set_failure(&*BoxError::from("other"));
+        assert_eq!(r.failure().unwrap().kind, Some(Kind::Forbidden));
+        assert_eq!(
+            r.failure().unwrap().reason,
+            "not authorized to call deleteSIMIntegration"
+        );
+        let unknown = RequestRecord::new(&request(Method::GET));
+        unknown.set_failure(&*BoxError::from("secret detail"));
+        assert_eq!(unknown.decision(), "error");
+        assert_eq!(unknown.failure().unwrap().reason, "request failed");
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_once_and_cancelled_ones_as_499() {
+        let metrics = Metrics::new();
+        let svc = ServiceBuilder::new()
+            .layer(RecordLayer::new(metrics.clone(), None, None))
+            .layer(crate::rescue::RescueLayer)
+            .service_fn(|req: Request<Body>| async move {
+                if req.method() == Method::DELETE {
+                    std::future::pending::<()>().await;
+                }
+                Err::<Response<Body>, BoxError>(Error::NoRoute.into())
+            });
+        let res = svc.clone().oneshot(request(Method::GET)).await.unwrap();
+        assert_eq!(res.status(), 404);
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(20),
+            svc.oneshot(request(Method::DELETE)),
+        )
+        .await;
+        assert!(cancelled.is_err());
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"simgate_requests_total{decision="no_route",method="GET",operation="unmatched",status="404"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"simgate_requests_total{decision="cancelled",method="DELETE",operation="unmatched",status="499"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("simgate_requests_in_flight 0"), "{text}");
+    }
+}
