@@ -53,6 +53,13 @@ pub enum Error {
         headers: HeaderMap,
     },
 
+    /// The shared rate limit store failed and `on_error = "deny"` (503).
+    #[error("rate limit store unavailable")]
+    RateLimitStoreUnavailable {
+        /// When the store is tried again.
+        retry_after: Duration,
+    },
+
     /// The body's media type is not one the operation accepts (415).
     #[error("unsupported media type")]
     UnsupportedMediaType {

@@ -199,8 +199,12 @@ impl Gateway {
             // Audit mutation attempts refused before matching (unauthenticated).
             .option_layer(audit_refusals)
             // Peers over their budget of failed authentications: 429 before any
-            // token is verified.
-            .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
+            // token is verified, except for tokens in the verified-token cache.
+            .option_layer(
+                rate_limit
+                    .and_then(RateLimiting::auth_failure_layer)
+                    .map(|l| l.verified_by(self.auth.clone())),
+            )
             // Bearer JWT from a configured issuer (401); the principal goes into extensions.
             .option_layer(self.auth.clone().map(AuthenticateLayer::new))
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
