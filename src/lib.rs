@@ -9,6 +9,7 @@
 //! own documented error shapes.
 
 pub mod access_log;
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod authz;
@@ -19,12 +20,14 @@ pub mod demo;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod proxy;
 pub mod rate_limit;
 pub mod request_id;
 pub mod rescue;
 pub mod routes;
+mod runtime;
 pub mod server;
 pub mod stack;
 pub mod telemetry;
