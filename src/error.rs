@@ -124,6 +124,8 @@ pub enum Kind {
     Invalid,
     /// 503: the audit trail cannot be written.
     AuditUnavailable,
+    /// 503: the shared rate limit store fails and `on_error = "deny"`.
+    RateLimitStoreUnavailable,
     /// 503: load shed.
     Overloaded,
     /// 502.
@@ -146,6 +148,7 @@ impl Kind {
             Kind::RateLimited => "rate_limited",
             Kind::Invalid => "invalid",
             Kind::AuditUnavailable => "audit_unavailable",
+            Kind::RateLimitStoreUnavailable => "rate_limit_store_unavailable",
             Kind::Overloaded => "overloaded",
             Kind::UpstreamUnavailable => "upstream_unavailable",
             Kind::Timeout => "timeout",
@@ -195,6 +198,7 @@ impl Error {
             | Error::PayloadTooLarge { .. }
             | Error::InvalidBody { .. } => Kind::Invalid,
             Error::AuditUnavailable => Kind::AuditUnavailable,
+            Error::RateLimitStoreUnavailable { .. } => Kind::RateLimitStoreUnavailable,
             Error::Overloaded => Kind::Overloaded,
             Error::UpstreamUnavailable(_) => Kind::UpstreamUnavailable,
             Error::UpstreamTimeout => Kind::Timeout,
