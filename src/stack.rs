@@ -118,6 +118,12 @@ impl Gateway {
             // Starts the idle-key sweep on the current runtime.
             Mode::Gateway => Some(RateLimiting::start(&rate_limit)),
         };
+        // The shared quota store's state, errors and fallback decisions.
+        if let Some(store) = rate_limit.as_ref().and_then(RateLimiting::store) {
+            store
+                .record_into(&metrics)
+                .map_err(|e| ConfigError::at(&config.path, "rate_limit.store", e))?;
+        }
         // Last, so a bad config never creates the trail.
         let audit = match config.server.mode {
             Mode::Passthrough => None,

@@ -51,6 +51,8 @@ key_prefix = "test:"
 timeout = "100ms"
 on_error = "{on_error}"
 replicas = 2
+[admin]
+listen = "127.0.0.1:0"
 "#,
         reads.0,
         reads.1,
@@ -251,10 +253,26 @@ async fn redis_down_deny_answers_503_with_retry_after() {
     }
     // Nothing unlimited reached the upstream.
     assert_eq!(up.count(), 2);
+    // A: one request timed out in the store, then the store was down.
+    let scrape = get(&a.admin_url("/metrics"), None).await.text();
+    for line in [
+        "simgate_rate_limit_store_up{store=\"redis\"} 0",
+        "simgate_rate_limit_store_errors_total{kind=\"timeout\"} 1",
+        "simgate_rate_limit_store_fallback_total{on_error=\"deny\"} 2",
+    ] {
+        assert!(scrape.lines().any(|l| l == line), "{line} not in\n{scrape}");
+    }
     // Refusals before the limiter are unchanged; readiness too.
     assert_eq!(get(&a.url(LIST), None).await.status, 401);
     assert_eq!(get(&b.url("/readyz"), None).await.status, 200);
     resumed(&mut redis, &a, &b, &t).await;
+    let scrape = get(&a.admin_url("/metrics"), None).await.text();
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l == "simgate_rate_limit_store_up{store=\"redis\"} 1"),
+        "{scrape}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,6 +238,7 @@ where
             return Check::Now(outcome(&tier.advertised, policy, policy.check(&key)));
         };
         if !store.is_up() {
+            store.fell_back();
             return Check::Now(degraded(store.on_error(), &tier.advertised, policy, &key));
         }
         let store = store.clone();
@@ -249,6 +250,7 @@ where
                 Ok(verdict) => outcome(&advertised, &policy, verdict),
                 Err(e) => {
                     store.failed(&e);
+                    store.fell_back();
                     degraded(store.on_error(), &advertised, &policy, &key)
                 }
             }

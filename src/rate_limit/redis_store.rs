@@ -22,9 +22,18 @@
 //! pings Redis every [`RETRY_EVERY`] and marks the store up again (logged
 //! once) when it answers within `timeout`. Readiness (`/readyz`) never
 //! depends on the store.
+//!
+//! # Metrics
+//!
+//! Once [`RedisStore::record_into`] is called (the gateway does): the gauge
+//! `simgate_rate_limit_store_up` (1 while shared quotas are counted, 0 in
+//! the degraded mode), `simgate_rate_limit_store_errors_total{kind}`
+//! (`timeout` or `error`: requests the store failed to decide) and
+//! `simgate_rate_limit_store_fallback_total{on_error}` (requests decided by
+//! the degraded mode).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use governor::Quota;
@@ -34,6 +43,7 @@ use tokio::sync::Notify;
 
 use super::policy::Verdict;
 use super::store_config::{OnError, RedisConfig};
+use crate::metrics::Metrics;
 
 /// How often a store that is down is tried again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -73,6 +83,16 @@ pub struct RedisStore {
     errors: AtomicU64,
     /// Wakes the retry task when the store goes down (and on drop).
     wake: Arc<Notify>,
+    metrics: OnceLock<StoreMetrics>,
+}
+
+/// The store's metric families.
+#[derive(Debug)]
+struct StoreMetrics {
+    up: prometheus::IntGauge,
+    timeouts: prometheus::IntCounter,
+    errors: prometheus::IntCounter,
+    fallback: prometheus::IntCounter,
 }
 
 impl RedisStore {
@@ -112,6 +132,7 @@ impl RedisStore {
             outages: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
+            metrics: OnceLock::new(),
         });
         if config.on_error == OnError::Allow {
             tracing::warn!(
@@ -155,6 +176,42 @@ impl RedisStore {
         self.errors.load(Ordering::Relaxed)
     }
 
+    /// Records the store's state, errors and fallback decisions into
+    /// `metrics` from now on (the first call wins).
+    pub fn record_into(&self, metrics: &Metrics) -> Result<(), prometheus::Error> {
+        let up = metrics.gauge(
+            "simgate_rate_limit_store_up",
+            "1 while per-client quotas are counted in the shared store, 0 while its on_error policy applies.",
+            &["store"],
+        )?;
+        let errors = metrics.counter(
+            "simgate_rate_limit_store_errors_total",
+            "Requests the shared rate limit store failed to decide, by kind (timeout, error).",
+            &["kind"],
+        )?;
+        let fallback = metrics.counter(
+            "simgate_rate_limit_store_fallback_total",
+            "Requests decided by the on_error policy while the shared store was unavailable.",
+            &["on_error"],
+        )?;
+        let m = StoreMetrics {
+            up: up.with_label_values(&["redis"]),
+            timeouts: errors.with_label_values(&["timeout"]),
+            errors: errors.with_label_values(&["error"]),
+            fallback: fallback.with_label_values(&[self.on_error.as_str()]),
+        };
+        m.up.set(i64::from(self.is_up()));
+        let _ = self.metrics.set(m);
+        Ok(())
+    }
+
+    /// Counts one request decided by the `on_error` policy.
+    pub fn fell_back(&self) {
+        if let Some(m) = self.metrics.get() {
+            m.fallback.inc();
+        }
+    }
+
     /// Counts one request of `key` against `quota`, within `timeout`.
     pub async fn check(&self, key: &str, quota: Quota) -> Result<Verdict, StoreError> {
         let Some(mut connection) = self.connection.clone() else {
@@ -175,8 +232,17 @@ impl RedisStore {
     /// retry task woken.
     pub fn failed(&self, error: &StoreError) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = self.metrics.get() {
+            match error {
+                StoreError::Timeout(_) => m.timeouts.inc(),
+                _ => m.errors.inc(),
+            }
+        }
         if self.up.swap(false, Ordering::AcqRel) {
             self.outages.fetch_add(1, Ordering::Relaxed);
+            if let Some(m) = self.metrics.get() {
+                m.up.set(0);
+            }
             match self.on_error {
                 OnError::Allow => tracing::error!(
                     store = %self.target, %error, on_error = "allow",
@@ -204,6 +270,9 @@ impl RedisStore {
     }
 
     fn resume(&self) {
+        if let Some(m) = self.metrics.get() {
+            m.up.set(1);
+        }
         if !self.up.swap(true, Ordering::AcqRel) {
             tracing::info!(store = %self.target, "rate limit store answers again: shared quotas resumed");
         }
