@@ -53,6 +53,13 @@ pub enum Error {
         headers: HeaderMap,
     },
 
+    /// The shared rate limit store failed and `on_error = "deny"` (503).
+    #[error("rate limit store unavailable")]
+    RateLimitStoreUnavailable {
+        /// When the store is tried again.
+        retry_after: Duration,
+    },
+
     /// The body's media type is not one the operation accepts (415).
     #[error("unsupported media type")]
     UnsupportedMediaType {
@@ -117,6 +124,8 @@ pub enum Kind {
     Invalid,
     /// 503: the audit trail cannot be written.
     AuditUnavailable,
+    /// 503: the shared rate limit store fails and `on_error = "deny"`.
+    RateLimitStoreUnavailable,
     /// 503: load shed.
     Overloaded,
     /// 502.
@@ -139,6 +148,7 @@ impl Kind {
             Kind::RateLimited => "rate_limited",
             Kind::Invalid => "invalid",
             Kind::AuditUnavailable => "audit_unavailable",
+            Kind::RateLimitStoreUnavailable => "rate_limit_store_unavailable",
             Kind::Overloaded => "overloaded",
             Kind::UpstreamUnavailable => "upstream_unavailable",
             Kind::Timeout => "timeout",
@@ -188,6 +198,7 @@ impl Error {
             | Error::PayloadTooLarge { .. }
             | Error::InvalidBody { .. } => Kind::Invalid,
             Error::AuditUnavailable => Kind::AuditUnavailable,
+            Error::RateLimitStoreUnavailable { .. } => Kind::RateLimitStoreUnavailable,
             Error::Overloaded => Kind::Overloaded,
             Error::UpstreamUnavailable(_) => Kind::UpstreamUnavailable,
             Error::UpstreamTimeout => Kind::Timeout,

@@ -161,6 +161,20 @@ pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
                 .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
             res
         }
+        Error::RateLimitStoreUnavailable { retry_after } => {
+            let mut res = dto(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable",
+                &[
+                    "The request was not counted against its quota because the rate limit store is unavailable; retry later.",
+                ],
+                id,
+            );
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            res
+        }
         Error::BadPath(why) => dto(
             StatusCode::BAD_REQUEST,
             "400.0 Bad Request",
@@ -340,6 +354,18 @@ mod tests {
             headers: Default::default(),
         };
         assert_eq!(run(err).await.0.headers()[RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn rate_limit_store_unavailable_is_503_with_retry_after() {
+        let err = Error::RateLimitStoreUnavailable {
+            retry_after: Duration::from_secs(1),
+        };
+        let (res, body) = run(err).await;
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()[RETRY_AFTER], "1");
+        assert_eq!(body["detailCode"], "503 Service Unavailable");
+        assert_eq!(body["trackingId"], "rid");
     }
 
     #[tokio::test]

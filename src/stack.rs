@@ -122,6 +122,12 @@ impl Gateway {
             // Starts the idle-key sweep on the current runtime.
             Mode::Gateway => Some(RateLimiting::start(&rate_limit)),
         };
+        // The shared quota store's state, errors and fallback decisions.
+        if let Some(store) = rate_limit.as_ref().and_then(RateLimiting::store) {
+            store
+                .record_into(&metrics)
+                .map_err(|e| ConfigError::at(&config.path, "rate_limit.store", e))?;
+        }
         // Last, so a bad config never creates the trail.
         let audit = match config.server.mode {
             Mode::Passthrough => None,
@@ -227,8 +233,12 @@ impl Gateway {
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
             // Peers over their budget of failed authentications: 429 before any
-            // token is verified.
-            .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
+            // token is verified, except for tokens in the verified-token cache.
+            .option_layer(
+                rate_limit
+                    .and_then(RateLimiting::auth_failure_layer)
+                    .map(|l| l.verified_by(self.auth.clone())),
+            )
             // Bearer JWT from a configured issuer (401); the principal goes into extensions.
             .option_layer(self.auth.clone().map(AuthenticateLayer::new))
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
