@@ -37,11 +37,47 @@ pub enum Error {
         allow: String,
     },
 
-    /// The principal may not call this operation (403).
+    /// The principal may not call this operation: no role of theirs is
+    /// granted it (403).
     #[error("not authorized to call {operation}")]
     Forbidden {
         /// The operationId that was refused.
         operation: String,
+    },
+
+    /// A role grants the operation but the token lacks the scopes of every
+    /// one of its `security` requirements (403).
+    #[error("missing scope for {operation}")]
+    ScopeMissing {
+        /// The operationId that was refused.
+        operation: String,
+        /// The requirements, any one of which would do, e.g.
+        /// `["a:read a:write", "admin"]` (each: all its scopes).
+        requirements: Vec<String>,
+    },
+
+    /// An `OPTIONS` request to a known path that declares no OPTIONS
+    /// operation: answered by the gateway (204 + `Allow`), not forwarded.
+    #[error("options answered by the gateway")]
+    Options {
+        /// Value of the `Allow` header.
+        allow: String,
+    },
+
+    /// One or more request parameters (path, query, header) are missing or
+    /// do not match their schemas (400).
+    #[error("invalid request parameters")]
+    InvalidParameters {
+        /// One message per violation, e.g. `query.status: must be one of …`.
+        messages: Vec<String>,
+    },
+
+    /// The body is content-encoded (`gzip`, …): the gateway validates and
+    /// forwards the bytes as sent and does not decompress them (415).
+    #[error("content-encoded request body")]
+    ContentEncoded {
+        /// The `Content-Encoding` sent.
+        encoding: String,
     },
 
     /// Over quota (429).
@@ -58,6 +94,11 @@ pub enum Error {
     UnsupportedMediaType {
         /// The media types the operation accepts.
         accepted: Vec<String>,
+        /// The `Content-Type` received (`None`: none, or several).
+        received: Option<String>,
+        /// The request is a PATCH: the response names the accepted patch
+        /// formats in `Accept-Patch` (RFC 5789).
+        patch: bool,
     },
 
     /// The body is larger than allowed (413).

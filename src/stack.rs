@@ -39,6 +39,8 @@ pub struct Gateway {
     /// Per-client quotas and the failed-authentication limiter; `None` in
     /// passthrough mode.
     rate_limit: Option<RateLimiting>,
+    /// Browser cross-origin requests; `None` unless `[cors]` allows origins.
+    cors: Option<crate::cors::CorsGateLayer>,
 }
 
 impl Gateway {
@@ -96,13 +98,20 @@ impl Gateway {
         };
         let validators = match &operations {
             None => None,
-            Some((table, _)) => Some(Validators::compile(
+            Some((table, _)) => Some(Validators::compile_with(
                 table.operations(),
                 |idx| Some(table.document(idx)),
                 &config.sections.validation,
                 &config.path,
+                &config
+                    .upstream
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>(),
             )?),
         };
+        let cors = crate::cors::CorsGateLayer::from_section(&config.sections.cors, &config.path)?;
         let rate_limit = config.sections.rate_limit.validate(&config.path)?;
         let rate_limit = match config.server.mode {
             Mode::Passthrough => None,
@@ -133,6 +142,7 @@ impl Gateway {
             validators,
             rate_limit,
             audit,
+            cors,
         })
     }
 
@@ -150,6 +160,11 @@ impl Gateway {
     /// The authorization policy (`None` in passthrough mode).
     pub fn policy(&self) -> Option<&Arc<Policy>> {
         self.operations.as_ref().map(|(_, p)| p)
+    }
+
+    /// The request checks (`None` in passthrough mode).
+    pub fn validators(&self) -> Option<&Arc<Validators>> {
+        self.validators.as_ref()
     }
 
     /// The audit trail (`None` in passthrough mode).
@@ -185,6 +200,9 @@ impl Gateway {
             .layer(crate::request_id::RequestIdLayer)
             // One access-log line per request, with its final status.
             .layer(crate::access_log::AccessLogLayer)
+            // CORS for allowed origins: preflights answered here, without a
+            // token; CORS headers on every response to them, errors included.
+            .option_layer(self.cors.clone())
             // Every error below becomes a response in the API's error shapes.
             .layer(crate::rescue::RescueLayer)
             // /healthz and /readyz, answered here, never proxied or limited.

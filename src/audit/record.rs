@@ -61,11 +61,13 @@ impl Decision {
     pub fn for_refusal(err: &(dyn std::error::Error + 'static)) -> Decision {
         match err.downcast_ref::<Error>() {
             Some(Error::Unauthenticated { .. }) => Decision::Unauthenticated,
-            Some(Error::Forbidden { .. }) => Decision::Forbidden,
+            Some(Error::Forbidden { .. } | Error::ScopeMissing { .. }) => Decision::Forbidden,
             Some(Error::RateLimited { .. }) => Decision::RateLimited,
             Some(
                 Error::InvalidBody { .. }
                 | Error::UnsupportedMediaType { .. }
+                | Error::InvalidParameters { .. }
+                | Error::ContentEncoded { .. }
                 | Error::PayloadTooLarge { .. },
             ) => Decision::Invalid,
             _ if crate::limits::body_too_large(err).is_some() => Decision::Invalid,
@@ -205,7 +207,11 @@ mod tests {
             ),
             (Error::InvalidBody { messages: vec![] }, Decision::Invalid),
             (
-                Error::UnsupportedMediaType { accepted: vec![] },
+                Error::UnsupportedMediaType {
+                    accepted: vec![],
+                    received: None,
+                    patch: false,
+                },
                 Decision::Invalid,
             ),
             (Error::PayloadTooLarge { limit: 1 }, Decision::Invalid),

@@ -41,6 +41,9 @@ pub struct File {
     /// `[audit]`
     #[serde(default)]
     pub audit: crate::audit::config::AuditSection,
+    /// `[cors]`
+    #[serde(default)]
+    pub cors: crate::cors::CorsSection,
 }
 
 /// `[server]`: where and how the gateway listens.

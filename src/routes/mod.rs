@@ -15,5 +15,7 @@ mod path;
 mod table;
 
 pub use layer::{MatchOperation, MatchOperationLayer, ResponseFuture};
-pub use operation::{Operation, PathParams, RequestBody, is_mutating};
+pub use operation::{
+    Operation, ParamIn, ParamStyle, Parameter, PathParams, RequestBody, is_mutating,
+};
 pub use table::{Document, OperationTable};

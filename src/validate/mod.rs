@@ -46,6 +46,7 @@
 //!     path_params: vec![],
 //!     document: 0,
 //!     index: 0,
+//!     ..Default::default()
 //! });
 //! let validators = Validators::compile(
 //!     [&op], |_| Some(&doc), &ValidationSection::default(), "simgate.toml".as_ref(),
@@ -63,17 +64,20 @@
 pub mod config;
 
 mod check;
+mod coerce;
 mod compile;
 mod dialect;
+mod form;
 mod json;
 mod layer;
 mod media;
+mod params;
 mod patch;
 mod report;
 mod store;
 mod strip;
 
-pub use compile::{Accepted, OperationCheck, Validators};
+pub use compile::{Accepted, OperationCheck, Unvalidated, Validators};
 pub use layer::{ValidateBody, ValidateBodyLayer};
 
 #[cfg(test)]
