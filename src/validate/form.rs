@@ -54,13 +54,14 @@ pub(crate) fn check(
             .unwrap_or_default();
         let value = if member.is("array") {
             coerce::array(store, &member, values.iter().map(String::as_str))
-        } else if let [one] = values.as_slice() {
-            coerce::scalar(one, &member)
         } else {
-            let mut at = String::new();
-            report::push_token(&mut at, &name);
-            messages.push(format!("{at}: given more than once"));
-            continue;
+            if values.len() > 1 {
+                let mut at = String::new();
+                report::push_token(&mut at, &name);
+                messages.push(format!("{at}: given more than once"));
+            }
+            // The first value stands for the field in the other checks.
+            coerce::scalar(values.first().map_or("", String::as_str), &member)
         };
         object.insert(name, value);
     }

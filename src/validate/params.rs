@@ -14,7 +14,8 @@
 //! `validation.strict_query` — query parameters the operation does not
 //! declare. Headers that OpenAPI says to ignore (`Accept`, `Content-Type`,
 //! `Authorization`) and headers the gateway sets upstream itself are not
-//! checked. Cookies are not checked.
+//! checked. A required parameter whose schema has a `default` may be left
+//! out (the default is what the server assumes). Cookies are not checked.
 
 use std::sync::Arc;
 
@@ -80,7 +81,10 @@ impl ParamChecks {
                 shape: store.shape(&p.loc),
                 name: p.param.name,
                 location: p.param.location,
-                required: p.param.required,
+                // A default names the value the server assumes when the
+                // parameter is left out (SailPoint's v1 document marks its
+                // experimental header required with `default: "true"`).
+                required: p.param.required && p.param.schema.get("default").is_none(),
                 style: p.param.style,
                 explode: p.param.explode,
                 loc: p.loc,
