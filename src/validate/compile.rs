@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::config::{ValidationConfig, ValidationSection};
 use super::media::{self, Kind};
-use super::params::{ParamChecks, PendingParam, ignored_header};
+use super::params::{ParamChecks, PendingParam, ignored_header, needs_no_check};
 use super::store::{SchemaDoc, Store};
 use super::{check, form, patch};
 use crate::auth::Principal;
@@ -130,7 +130,11 @@ impl Validators {
                 .parameters
                 .iter()
                 .filter(|p| {
-                    p.location != ParamIn::Header || !ignored_header(&p.name, upstream_headers)
+                    // strict_query needs every declared query name.
+                    let named = config.strict_query && p.location == ParamIn::Query;
+                    (named || !needs_no_check(p))
+                        && (p.location != ParamIn::Header
+                            || !ignored_header(&p.name, upstream_headers))
                 })
                 .collect();
             if op.request_bodies.is_empty() && params.is_empty() && !config.strict_query {

@@ -57,6 +57,23 @@ pub(crate) struct PendingParam {
     pub(crate) loc: String,
 }
 
+/// Whether a parameter needs no check at all: its schema admits any string
+/// (only annotations besides `type: string`) and it is a path parameter
+/// (always present once matched) or may be left out.
+pub(crate) fn needs_no_check(p: &Parameter) -> bool {
+    let any_string = match &p.schema {
+        Value::Bool(true) => true,
+        Value::Object(map) => map.iter().all(|(k, v)| match k.as_str() {
+            "type" => v == "string",
+            "default" | "description" | "title" | "example" | "examples" | "deprecated" => true,
+            _ => k.starts_with("x-"),
+        }),
+        _ => false,
+    };
+    let may_be_absent = !p.required || p.schema.get("default").is_some();
+    any_string && (p.location == ParamIn::Path || may_be_absent)
+}
+
 /// Whether the gateway leaves a header parameter unchecked: OpenAPI says to
 /// ignore `Accept`, `Content-Type` and `Authorization`; `upstream` are the
 /// headers the gateway sets itself.
@@ -284,4 +301,42 @@ fn header(headers: &HeaderMap, name: &str) -> Option<Option<String>> {
         }
     }
     Some(Some(out.join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn param(location: ParamIn, required: bool, schema: Value) -> Parameter {
+        Parameter {
+            name: "p".into(),
+            location,
+            required,
+            schema,
+            ..Parameter::default()
+        }
+    }
+
+    #[test]
+    fn any_string_parameters_that_may_be_absent_need_no_check() {
+        let s = json!({"type": "string", "description": "d"});
+        assert!(needs_no_check(&param(ParamIn::Path, true, s.clone())));
+        assert!(needs_no_check(&param(ParamIn::Query, false, s.clone())));
+        assert!(!needs_no_check(&param(ParamIn::Header, true, s)));
+        // SailPoint's v1 header: required, but with a default.
+        let experimental = json!({"type": "string", "default": "true"});
+        assert!(needs_no_check(&param(ParamIn::Header, true, experimental)));
+        for constrained in [
+            json!({"type": "integer"}),
+            json!({"type": "string", "enum": ["a"]}),
+            json!({"type": "string", "pattern": "^a$"}),
+            json!({"$ref": "#/components/schemas/X"}),
+        ] {
+            assert!(!needs_no_check(&param(ParamIn::Query, false, constrained)));
+        }
+        assert!(ignored_header("Authorization", &[]));
+        assert!(ignored_header("x-upstream-key", &["X-Upstream-Key".into()]));
+        assert!(!ignored_header("X-Tenant", &[]));
+    }
 }
