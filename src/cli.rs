@@ -152,12 +152,12 @@ fn serve(path: PathBuf, log_format: Option<String>) -> Result<(), BoxError> {
         Some(_) => LogFormat::Pretty,
         None => config.log.format,
     };
-    crate::telemetry::init(format, &config.log.level);
+    let _log = crate::telemetry::init(format, &config.log.level);
     crate::runtime::serve(config)
 }
 
 fn upstream(listen: SocketAddr) -> Result<(), BoxError> {
-    crate::telemetry::init(LogFormat::Pretty, "info");
+    let _log = crate::telemetry::init(LogFormat::Pretty, "info");
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(addr = %listener.local_addr()?, "reference SIM Integrations API listening");

@@ -152,7 +152,7 @@ def main():
     if meta["pin"]:
         layout = (
             f"server under test pinned to core {meta['sut_cpu']} with one worker "
-            f"(nginx `worker_processes 1`, HAProxy `nbthread 1`, simgate's tokio runtime sees one core); "
+            f"(nginx `worker_processes 1`, HAProxy `nbthread 1`, simgate: one worker, as its runtime sees one core); "
             f"load generator and reference upstream on core(s) {meta['load_cpu']}"
         )
     else:
