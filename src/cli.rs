@@ -183,10 +183,27 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
         }
     }
     let store = store_status(gateway.config())?;
+    let unvalidated = gateway
+        .validators()
+        .map(|v| v.unvalidated().to_vec())
+        .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if json {
         eprintln!("{store}");
-        let value = matrix.as_ref().map(|m| m.to_json()).unwrap_or_default();
+        let mut value = matrix.as_ref().map(|m| m.to_json()).unwrap_or_default();
+        if let Some(obj) = value.as_object_mut() {
+            let list: Vec<serde_json::Value> = unvalidated
+                .iter()
+                .map(|u| {
+                    serde_json::json!({
+                        "operationId": u.operation_id,
+                        "mediaType": u.media_type,
+                        "reason": u.reason,
+                    })
+                })
+                .collect();
+            obj.insert("unvalidated_bodies".into(), list.into());
+        }
         writeln!(out, "{value:#}")?;
         return Ok(());
     }
@@ -198,6 +215,16 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
             out,
             "passthrough mode: no operation matching or authorization"
         )?,
+    }
+    if !unvalidated.is_empty() {
+        writeln!(out, "\nRequest bodies forwarded without schema validation:")?;
+        for u in &unvalidated {
+            writeln!(
+                out,
+                "  {}  {}  ({})",
+                u.operation_id, u.media_type, u.reason
+            )?;
+        }
     }
     Ok(())
 }

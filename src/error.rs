@@ -37,11 +37,47 @@ pub enum Error {
         allow: String,
     },
 
-    /// The principal may not call this operation (403).
+    /// The principal may not call this operation: no role of theirs is
+    /// granted it (403).
     #[error("not authorized to call {operation}")]
     Forbidden {
         /// The operationId that was refused.
         operation: String,
+    },
+
+    /// A role grants the operation but the token lacks the scopes of every
+    /// one of its `security` requirements (403).
+    #[error("missing scope for {operation}")]
+    ScopeMissing {
+        /// The operationId that was refused.
+        operation: String,
+        /// The requirements, any one of which would do, e.g.
+        /// `["a:read a:write", "admin"]` (each: all its scopes).
+        requirements: Vec<String>,
+    },
+
+    /// An `OPTIONS` request to a known path that declares no OPTIONS
+    /// operation: answered by the gateway (204 + `Allow`), not forwarded.
+    #[error("options answered by the gateway")]
+    Options {
+        /// Value of the `Allow` header.
+        allow: String,
+    },
+
+    /// One or more request parameters (path, query, header) are missing or
+    /// do not match their schemas (400).
+    #[error("invalid request parameters")]
+    InvalidParameters {
+        /// One message per violation, e.g. `query.status: must be one of …`.
+        messages: Vec<String>,
+    },
+
+    /// The body is content-encoded (`gzip`, …): the gateway validates and
+    /// forwards the bytes as sent and does not decompress them (415).
+    #[error("content-encoded request body")]
+    ContentEncoded {
+        /// The `Content-Encoding` sent.
+        encoding: String,
     },
 
     /// Over quota (429).
@@ -65,6 +101,11 @@ pub enum Error {
     UnsupportedMediaType {
         /// The media types the operation accepts.
         accepted: Vec<String>,
+        /// The `Content-Type` received (`None`: none, or several).
+        received: Option<String>,
+        /// The request is a PATCH: the response names the accepted patch
+        /// formats in `Accept-Patch` (RFC 5789).
+        patch: bool,
     },
 
     /// The body is larger than allowed (413).
@@ -120,7 +161,7 @@ pub enum Kind {
     Forbidden,
     /// 429.
     RateLimited,
-    /// 400/413/415 from the body checks.
+    /// 400/413/415 from the parameter and body checks.
     Invalid,
     /// 503: the audit trail cannot be written.
     AuditUnavailable,
@@ -134,6 +175,8 @@ pub enum Kind {
     Timeout,
     /// 500, and every error that is not ours.
     Internal,
+    /// Answered by the gateway itself, not a failure (204 to `OPTIONS`).
+    Answered,
 }
 
 impl Kind {
@@ -153,6 +196,7 @@ impl Kind {
             Kind::UpstreamUnavailable => "upstream_unavailable",
             Kind::Timeout => "timeout",
             Kind::Internal => "error",
+            Kind::Answered => "answered",
         }
     }
 }
@@ -192,10 +236,13 @@ impl Error {
             Error::BadPath(_) => Kind::BadPath,
             Error::NoRoute => Kind::NoRoute,
             Error::MethodNotAllowed { .. } => Kind::MethodNotAllowed,
-            Error::Forbidden { .. } => Kind::Forbidden,
+            Error::Forbidden { .. } | Error::ScopeMissing { .. } => Kind::Forbidden,
+            Error::Options { .. } => Kind::Answered,
             Error::RateLimited { .. } => Kind::RateLimited,
             Error::UnsupportedMediaType { .. }
             | Error::PayloadTooLarge { .. }
+            | Error::InvalidParameters { .. }
+            | Error::ContentEncoded { .. }
             | Error::InvalidBody { .. } => Kind::Invalid,
             Error::AuditUnavailable => Kind::AuditUnavailable,
             Error::RateLimitStoreUnavailable { .. } => Kind::RateLimitStoreUnavailable,

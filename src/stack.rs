@@ -43,6 +43,8 @@ pub struct Gateway {
     /// Per-client quotas and the failed-authentication limiter; `None` in
     /// passthrough mode.
     rate_limit: Option<RateLimiting>,
+    /// Browser cross-origin requests; `None` unless `[cors]` allows origins.
+    cors: Option<crate::cors::CorsGateLayer>,
     /// The Prometheus registry every layer records into.
     metrics: Metrics,
 }
@@ -109,13 +111,20 @@ impl Gateway {
         };
         let validators = match &operations {
             None => None,
-            Some((table, _)) => Some(Validators::compile(
+            Some((table, _)) => Some(Validators::compile_with(
                 table.operations(),
                 |idx| Some(table.document(idx)),
                 &config.sections.validation,
                 &config.path,
+                &config
+                    .upstream
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>(),
             )?),
         };
+        let cors = crate::cors::CorsGateLayer::from_section(&config.sections.cors, &config.path)?;
         let rate_limit = config.sections.rate_limit.validate(&config.path)?;
         let rate_limit = match config.server.mode {
             Mode::Passthrough => None,
@@ -152,6 +161,7 @@ impl Gateway {
             validators,
             rate_limit,
             audit,
+            cors,
             metrics,
         })
     }
@@ -181,6 +191,11 @@ impl Gateway {
     /// The authorization policy (`None` in passthrough mode).
     pub fn policy(&self) -> Option<&Arc<Policy>> {
         self.operations.as_ref().map(|(_, p)| p)
+    }
+
+    /// The request checks (`None` in passthrough mode).
+    pub fn validators(&self) -> Option<&Arc<Validators>> {
+        self.validators.as_ref()
     }
 
     /// The audit trail (`None` in passthrough mode).
@@ -220,6 +235,9 @@ impl Gateway {
                 self.audit.clone(),
                 lookup,
             ))
+            // CORS for allowed origins: preflights answered here, without a
+            // token; CORS headers on every response to them, errors included.
+            .option_layer(self.cors.clone())
             // Every error below becomes a response in the API's error shapes
             // (and its classification goes into the record).
             .layer(crate::rescue::RescueLayer)

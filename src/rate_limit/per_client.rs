@@ -332,6 +332,7 @@ reads = { requests_per_second = 1, burst = 1 }
             path_params: Vec::new(),
             document: 0,
             index: 0,
+            ..Default::default()
         })
     }
 
