@@ -32,6 +32,10 @@
 //! reads, 2.5 s for mutations, 40 s for failures), and no more than the
 //! requests it saw in that time. Client keys come from verified tokens only;
 //! failure-limiter keys are addresses, IPv6 grouped per /64.
+//!
+//! With `store = "redis"` the per-client maps hold only the local
+//! fallback's state (nothing while Redis answers), and Redis holds one key
+//! per client and policy, expiring when its bucket is full again.
 
 pub mod auth_failures;
 pub mod client_addr;
