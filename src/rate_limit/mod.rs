@@ -13,7 +13,11 @@
 //! - [`client_addr`]: the client address behind trusted proxies (the key of
 //!   the failure limiter; forwarding headers count only from
 //!   `trusted_proxies`).
-//! - [`config`]: the `[rate_limit]` section.
+//! - [`config`]: the `[rate_limit]` section; [`store_config`]: its `store`
+//!   and `[rate_limit.redis]`.
+//! - [`redis_store`]: per-client quotas shared by every replica in Redis
+//!   (one `EVALSHA` per counted request), and the degraded mode while Redis
+//!   fails (`on_error`).
 //!
 //! # Memory bound
 //!
@@ -28,6 +32,10 @@
 //! reads, 2.5 s for mutations, 40 s for failures), and no more than the
 //! requests it saw in that time. Client keys come from verified tokens only;
 //! failure-limiter keys are addresses, IPv6 grouped per /64.
+//!
+//! With `store = "redis"` the per-client maps hold only the local
+//! fallback's state (nothing while Redis answers), and Redis holds one key
+//! per client and policy, expiring when its bucket is full again.
 
 pub mod auth_failures;
 pub mod client_addr;
@@ -37,6 +45,8 @@ pub mod per_client;
 pub mod policy;
 pub mod probe;
 pub mod quotas;
+pub mod redis_store;
+pub mod store_config;
 
 use std::sync::{Arc, Weak};
 
@@ -120,5 +130,10 @@ where
     /// The per-client quotas and their state.
     pub fn clients(&self) -> &ClientQuotas<C> {
         &self.clients
+    }
+
+    /// The shared quota store, with `store = "redis"`.
+    pub fn store(&self) -> Option<&Arc<redis_store::RedisStore>> {
+        self.clients.store()
     }
 }
