@@ -26,6 +26,12 @@ pub enum Error {
     #[error("malformed request path: {0}")]
     BadPath(&'static str),
 
+    /// The request head breaks RFC 9112 in a way hyper lets through: more
+    /// than one `Host`, none on HTTP/1.1, `Content-Length` with
+    /// `Transfer-Encoding` (400).
+    #[error("malformed request head: {0}")]
+    BadRequestHead(&'static str),
+
     /// No operation of the loaded OpenAPI documents matches the path (404).
     #[error("no operation matches this path")]
     NoRoute,
@@ -66,6 +72,12 @@ pub enum Error {
         /// The limit in bytes.
         limit: u64,
     },
+
+    /// The client's body could not be read: broken chunked framing, a bare
+    /// LF, a connection closed mid-body (400). A client fault, never logged
+    /// as an error.
+    #[error("malformed request body framing")]
+    ClientBody(#[source] hyper::Error),
 
     /// The body does not parse or does not match the operation's schema (400).
     #[error("invalid request body")]

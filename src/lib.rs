@@ -22,6 +22,7 @@ pub mod limits;
 pub mod net;
 pub mod proxy;
 pub mod rate_limit;
+pub mod request_head;
 pub mod request_id;
 pub mod rescue;
 pub mod routes;

@@ -159,6 +159,12 @@ pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
             &[&format!("Malformed request path: {why}.")],
             id,
         ),
+        Error::BadRequestHead(why) => dto(
+            StatusCode::BAD_REQUEST,
+            "400.0 Bad Request",
+            &[&format!("Malformed request: {why}.")],
+            id,
+        ),
         Error::NoRoute => dto(
             StatusCode::NOT_FOUND,
             "404 Not found",
@@ -202,6 +208,15 @@ pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
             &[&format!("The request body is larger than {limit} bytes.")],
             id,
         ),
+        Error::ClientBody(cause) => {
+            tracing::debug!(request_id = %id, error = %cause, "malformed request body");
+            dto(
+                StatusCode::BAD_REQUEST,
+                "400.0 Bad Request",
+                &["The request body is not valid HTTP message framing."],
+                id,
+            )
+        }
         Error::InvalidBody { messages } => {
             let texts: Vec<&str> = messages.iter().map(String::as_str).collect();
             dto(
@@ -258,11 +273,16 @@ pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
     }
 }
 
-/// Finds our typed error in `err`, translating tower's own errors.
+/// Finds our typed error in `err`, translating tower's own errors. A
+/// client body error is found anywhere in the cause chain (a body read by
+/// a layer or by the upstream client wraps it).
 fn classify(err: &BoxError) -> Option<&Error> {
     static OVERLOADED: Error = Error::Overloaded;
     static TIMEOUT: Error = Error::UpstreamTimeout;
     if let Some(e) = err.downcast_ref::<Error>() {
+        return Some(e);
+    }
+    if let Some(e) = client_body_error(&**err) {
         return Some(e);
     }
     if err.is::<tower::load_shed::error::Overloaded>() {
@@ -270,6 +290,18 @@ fn classify(err: &BoxError) -> Option<&Error> {
     }
     if err.is::<tower::timeout::error::Elapsed>() {
         return Some(&TIMEOUT);
+    }
+    None
+}
+
+/// The [`Error::ClientBody`] in `err`'s cause chain, if any.
+pub fn client_body_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(found @ Error::ClientBody(_)) = e.downcast_ref::<Error>() {
+            return Some(found);
+        }
+        cur = e.source();
     }
     None
 }

@@ -66,7 +66,8 @@ impl Decision {
             Some(
                 Error::InvalidBody { .. }
                 | Error::UnsupportedMediaType { .. }
-                | Error::PayloadTooLarge { .. },
+                | Error::PayloadTooLarge { .. }
+                | Error::ClientBody(_),
             ) => Decision::Invalid,
             _ if crate::limits::body_too_large(err).is_some() => Decision::Invalid,
             _ => Decision::Error,
