@@ -6,5 +6,6 @@
 
 pub mod gateway;
 pub mod http;
+pub mod task;
 pub mod tokens;
 pub mod upstream;
