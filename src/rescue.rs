@@ -111,7 +111,7 @@ where
 
 /// The response for an error, in the API's documented shapes.
 pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
-    let Some(err) = classify(err) else {
+    let Some(err) = crate::error::classify(&**err) else {
         tracing::error!(request_id = %id, error = %err, "unhandled error");
         return dto(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -271,39 +271,6 @@ pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
             )
         }
     }
-}
-
-/// Finds our typed error in `err`, translating tower's own errors. A
-/// client body error is found anywhere in the cause chain (a body read by
-/// a layer or by the upstream client wraps it).
-fn classify(err: &BoxError) -> Option<&Error> {
-    static OVERLOADED: Error = Error::Overloaded;
-    static TIMEOUT: Error = Error::UpstreamTimeout;
-    if let Some(e) = err.downcast_ref::<Error>() {
-        return Some(e);
-    }
-    if let Some(e) = client_body_error(&**err) {
-        return Some(e);
-    }
-    if err.is::<tower::load_shed::error::Overloaded>() {
-        return Some(&OVERLOADED);
-    }
-    if err.is::<tower::timeout::error::Elapsed>() {
-        return Some(&TIMEOUT);
-    }
-    None
-}
-
-/// The [`Error::ClientBody`] in `err`'s cause chain, if any.
-pub fn client_body_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(found @ Error::ClientBody(_)) = e.downcast_ref::<Error>() {
-            return Some(found);
-        }
-        cur = e.source();
-    }
-    None
 }
 
 /// An `ErrorResponseDto` response.

@@ -181,7 +181,7 @@ fn classify(e: hyper_util::client::legacy::Error) -> BoxError {
         return Error::PayloadTooLarge { limit }.into();
     }
     // The client's body broke while it was being sent: the client's fault.
-    if crate::rescue::client_body_error(&e).is_some() {
+    if let Some(Error::ClientBody(_)) = crate::error::classify(&e) {
         return Box::new(e);
     }
     let mut detail = e.to_string();
