@@ -703,3 +703,16 @@ async fn hostile_upstream_framing() {
     }
     gw.stop().await;
 }
+
+/// The test support itself: a panic in a test upstream's task fails the
+/// test that uses it (here: expectedly) instead of passing as a 502.
+#[tokio::test]
+#[should_panic(expected = "a test server task panicked: upstream bug")]
+async fn a_panicking_test_upstream_fails_the_test() {
+    let up = Raw::start_with(Arc::new(|_| panic!("upstream bug"))).await;
+    let gw = passthrough(&up.url(), "").await;
+    let res = send(Method::GET, &gw.url("/x"), &[], "").await;
+    assert_eq!(res.status, 502);
+    gw.stop().await;
+    let _ = up.requests();
+}
