@@ -153,23 +153,7 @@ fn serve(path: PathBuf, log_format: Option<String>) -> Result<(), BoxError> {
         None => config.log.format,
     };
     crate::telemetry::init(format, &config.log.level);
-    runtime()?.block_on(async move {
-        let gateway = crate::stack::Gateway::from_config(config)?;
-        let admin = crate::admin::start_configured(&gateway).await?;
-        let running = crate::server::start(gateway).await?;
-        tracing::info!(addr = %running.local_addr(), "simgate listening");
-        let stop = running.stopper();
-        tokio::spawn(async move {
-            crate::server::shutdown_signal().await;
-            tracing::info!("shutting down");
-            let _ = stop.send(true);
-        });
-        running.wait().await;
-        if let Some(admin) = admin {
-            admin.shutdown().await;
-        }
-        Ok(())
-    })
+    crate::runtime::serve(config)
 }
 
 fn upstream(listen: SocketAddr) -> Result<(), BoxError> {

@@ -28,6 +28,7 @@ pub mod request_head;
 pub mod request_id;
 pub mod rescue;
 pub mod routes;
+mod runtime;
 pub mod server;
 pub mod stack;
 pub mod telemetry;
