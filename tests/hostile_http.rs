@@ -716,3 +716,82 @@ async fn a_panicking_test_upstream_fails_the_test() {
     gw.stop().await;
     let _ = up.requests();
 }
+
+/// A self-signed certificate and key for `localhost`, made by the openssl
+/// command (installed from Debian when missing).
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::process::Command;
+    let have = || {
+        Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have() {
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "openssl"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install() {
+            let _ = Command::new("apt-get").arg("update").status();
+            assert!(install(), "openssl is missing and could not be installed");
+        }
+    }
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "1", "-subj", "/CN=localhost"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl req failed");
+    (cert, key)
+}
+
+/// The TLS handshake is under the same first deadline: a peer that connects
+/// to the TLS listener and sends nothing, or half a ClientHello, is closed
+/// once `header_read_timeout` is over (RFC 8446 sets no limit; slowloris on
+/// TLS is the same attack one layer down).
+#[tokio::test]
+async fn slow_tls_handshakes_are_closed() {
+    let up = Recording::start().await;
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let server = format!(
+        "{PASSTHROUGH}\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    let gw = TestGateway::start_with(
+        &format!("[upstream]\nurl = \"{}\"\n{FAST_TIMEOUTS}", up.url()),
+        &server,
+    )
+    .await;
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    assert!(
+        closed(&mut silent).await,
+        "a silent TLS connection stayed open"
+    );
+    let mut half = TcpStream::connect(gw.addr).await.unwrap();
+    // A TLS record header announcing a 512-byte handshake, then 5 bytes of it.
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03])
+        .await
+        .unwrap();
+    assert!(closed(&mut half).await, "a half ClientHello stayed open");
+    assert_eq!(up.count(), 0);
+    gw.stop().await;
+}
