@@ -2,7 +2,9 @@
 //!
 //! Each layer has one concern; it rejects with a typed
 //! [`crate::error::Error`] and passes what it learned (request id, principal,
-//! matched operation) to the layers below in request extensions.
+//! matched operation) to the layers below in request extensions, and writes
+//! its part of the per-request [`crate::record::RequestRecord`], which the
+//! outer record layer reads once the response is ready.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::rate_limit::RateLimiting;
+use crate::record::{ForwardLayer, NoteLayer, RecordLayer};
 use crate::routes::{MatchOperationLayer, OperationTable};
 use crate::validate::{ValidateBodyLayer, Validators};
 
@@ -40,6 +43,8 @@ pub struct Gateway {
     /// Per-client quotas and the failed-authentication limiter; `None` in
     /// passthrough mode.
     rate_limit: Option<RateLimiting>,
+    /// Browser cross-origin requests; `None` unless `[cors]` allows origins.
+    cors: Option<crate::cors::CorsGateLayer>,
     /// The Prometheus registry every layer records into.
     metrics: Metrics,
 }
@@ -68,10 +73,11 @@ impl Gateway {
         let auth = match config.server.mode {
             Mode::Passthrough => None,
             Mode::Gateway => {
-                let auth = Authenticator::from_config(
+                let auth = Authenticator::with_metrics(
                     &config.sections.auth,
                     &config.path,
                     &config.base_dir,
+                    metrics.clone(),
                 )?;
                 if auth.is_empty() {
                     return Err(ConfigError::at(
@@ -105,13 +111,20 @@ impl Gateway {
         };
         let validators = match &operations {
             None => None,
-            Some((table, _)) => Some(Validators::compile(
+            Some((table, _)) => Some(Validators::compile_with(
                 table.operations(),
                 |idx| Some(table.document(idx)),
                 &config.sections.validation,
                 &config.path,
+                &config
+                    .upstream
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>(),
             )?),
         };
+        let cors = crate::cors::CorsGateLayer::from_section(&config.sections.cors, &config.path)?;
         let rate_limit = config.sections.rate_limit.validate(&config.path)?;
         // One rule for forwarding headers: the rate limiter's trusted proxies.
         let proxy = proxy.trusting(rate_limit.client_addr.clone());
@@ -120,6 +133,12 @@ impl Gateway {
             // Starts the idle-key sweep on the current runtime.
             Mode::Gateway => Some(RateLimiting::start(&rate_limit)),
         };
+        // The shared quota store's state, errors and fallback decisions.
+        if let Some(store) = rate_limit.as_ref().and_then(RateLimiting::store) {
+            store
+                .record_into(&metrics)
+                .map_err(|e| ConfigError::at(&config.path, "rate_limit.store", e))?;
+        }
         // Last, so a bad config never creates the trail.
         let audit = match config.server.mode {
             Mode::Passthrough => None,
@@ -130,7 +149,7 @@ impl Gateway {
                     &config.base_dir,
                 )?;
                 Some(
-                    Audit::start(&audit)
+                    Audit::open(&audit, metrics.clone())
                         .map_err(|e| ConfigError::at(&config.path, "audit.path", e))?,
                 )
             }
@@ -144,6 +163,7 @@ impl Gateway {
             validators,
             rate_limit,
             audit,
+            cors,
             metrics,
         })
     }
@@ -175,6 +195,11 @@ impl Gateway {
         self.operations.as_ref().map(|(_, p)| p)
     }
 
+    /// The request checks (`None` in passthrough mode).
+    pub fn validators(&self) -> Option<&Arc<Validators>> {
+        self.validators.as_ref()
+    }
+
     /// The audit trail (`None` in passthrough mode).
     pub fn audit(&self) -> Option<&Audit> {
         self.audit.as_ref()
@@ -192,23 +217,31 @@ impl Gateway {
     + Send
     + 'static {
         let limits = &self.config.limits;
-        let audit_refusals = self
-            .audit
-            .as_ref()
-            .zip(self.operations())
-            .map(|(a, table)| {
-                let table = table.clone();
-                a.unauthenticated_layer(Arc::new(move |method: &Method, path: &str| {
-                    table.find(method, path).ok()
-                }))
-            });
+        // Finds the operation a request refused before matching would have
+        // matched, for its audit record.
+        let lookup: Option<crate::audit::OperationLookup> = self.operations().map(|table| {
+            let table = table.clone();
+            Arc::new(move |method: &Method, path: &str| table.find(method, path).ok())
+                as crate::audit::OperationLookup
+        });
         let rate_limit = self.rate_limit.as_ref();
         ServiceBuilder::new()
             // Request id: taken from the client when well-formed, else generated.
             .layer(crate::request_id::RequestIdLayer)
-            // One access-log line per request, with its final status.
-            .layer(crate::access_log::AccessLogLayer)
-            // Every error below becomes a response in the API's error shapes.
+            // W3C traceparent: the client's when valid, else a new trace; sent upstream.
+            .layer(crate::trace_context::TraceContextLayer)
+            // The request record every layer below fills in; when the response
+            // is ready it feeds the audit outcome, the metrics and the access log.
+            .layer(RecordLayer::new(
+                self.metrics.clone(),
+                self.audit.clone(),
+                lookup,
+            ))
+            // CORS for allowed origins: preflights answered here, without a
+            // token; CORS headers on every response to them, errors included.
+            .option_layer(self.cors.clone())
+            // Every error below becomes a response in the API's error shapes
+            // (and its classification goes into the record).
             .layer(crate::rescue::RescueLayer)
             // Heads RFC 9112 forbids and hyper accepts: two Hosts, CL with TE (400).
             .layer(crate::request_head::RequestHeadLayer)
@@ -221,17 +254,19 @@ impl Gateway {
             .timeout(limits.request_timeout)
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
-            // Audit mutation attempts refused before matching (unauthenticated).
-            .option_layer(audit_refusals)
             // Peers over their budget of failed authentications: 429 before any
-            // token is verified.
-            .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
+            // token is verified, except for tokens in the verified-token cache.
+            .option_layer(
+                rate_limit
+                    .and_then(RateLimiting::auth_failure_layer)
+                    .map(|l| l.verified_by(self.auth.clone())),
+            )
             // Bearer JWT from a configured issuer (401); the principal goes into extensions.
             .option_layer(self.auth.clone().map(AuthenticateLayer::new))
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
             .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
-            // Audit the outcome of every matched mutation, refused or forwarded.
-            .option_layer(self.audit.as_ref().map(Audit::outcome_layer))
+            // The principal and the operation go into the request record.
+            .layer(NoteLayer)
             // Only operations the policy grants to the caller's roles and scopes (403).
             .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
             // Per-client quotas, reads and mutations apart (429 + Retry-After);
@@ -241,6 +276,8 @@ impl Gateway {
             .option_layer(self.validators.clone().map(ValidateBodyLayer::new))
             // Audit the intent durably before forwarding (503 when it cannot be).
             .option_layer(self.audit.as_ref().map(Audit::intent_layer))
+            // The upstream phase: forwarded, upstream status and time, a create's new id.
+            .layer(ForwardLayer::new(self.audit.is_some()))
             // Forward to the upstream.
             .service(self.proxy.clone())
     }

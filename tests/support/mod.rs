@@ -6,6 +6,7 @@
 
 pub mod gateway;
 pub mod http;
+pub mod redis;
 pub mod task;
 pub mod tokens;
 pub mod upstream;
