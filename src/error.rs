@@ -26,6 +26,12 @@ pub enum Error {
     #[error("malformed request path: {0}")]
     BadPath(&'static str),
 
+    /// The request head breaks RFC 9112 in a way hyper lets through: more
+    /// than one `Host`, none on HTTP/1.1, `Content-Length` with
+    /// `Transfer-Encoding` (400).
+    #[error("malformed request head: {0}")]
+    BadRequestHead(&'static str),
+
     /// No operation of the loaded OpenAPI documents matches the path (404).
     #[error("no operation matches this path")]
     NoRoute,
@@ -115,6 +121,12 @@ pub enum Error {
         limit: u64,
     },
 
+    /// The client's body could not be read: broken chunked framing, a bare
+    /// LF, a connection closed mid-body (400). A client fault, never logged
+    /// as an error.
+    #[error("malformed request body framing")]
+    ClientBody(#[source] hyper::Error),
+
     /// The body does not parse or does not match the operation's schema (400).
     #[error("invalid request body")]
     InvalidBody {
@@ -153,6 +165,8 @@ pub enum Kind {
     Unauthenticated,
     /// 400 before matching.
     BadPath,
+    /// 400: a malformed request head or body framing.
+    BadRequest,
     /// 404.
     NoRoute,
     /// 405.
@@ -185,6 +199,7 @@ impl Kind {
         match self {
             Kind::Unauthenticated => "unauthenticated",
             Kind::BadPath => "bad_path",
+            Kind::BadRequest => "bad_request",
             Kind::NoRoute => "no_route",
             Kind::MethodNotAllowed => "method_not_allowed",
             Kind::Forbidden => "forbidden",
@@ -234,6 +249,7 @@ impl Error {
         match self {
             Error::Unauthenticated { .. } => Kind::Unauthenticated,
             Error::BadPath(_) => Kind::BadPath,
+            Error::BadRequestHead(_) | Error::ClientBody(_) => Kind::BadRequest,
             Error::NoRoute => Kind::NoRoute,
             Error::MethodNotAllowed { .. } => Kind::MethodNotAllowed,
             Error::Forbidden { .. } | Error::ScopeMissing { .. } => Kind::Forbidden,

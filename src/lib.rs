@@ -26,6 +26,7 @@ pub mod net;
 pub mod proxy;
 pub mod rate_limit;
 pub mod record;
+pub mod request_head;
 pub mod request_id;
 pub mod rescue;
 pub mod routes;

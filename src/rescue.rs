@@ -181,6 +181,12 @@ pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
             &[&format!("Malformed request path: {why}.")],
             id,
         ),
+        Error::BadRequestHead(why) => dto(
+            StatusCode::BAD_REQUEST,
+            "400.0 Bad Request",
+            &[&format!("Malformed request: {why}.")],
+            id,
+        ),
         Error::NoRoute => dto(
             StatusCode::NOT_FOUND,
             "404 Not found",
@@ -277,6 +283,15 @@ pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
             &[&format!("The request body is larger than {limit} bytes.")],
             id,
         ),
+        Error::ClientBody(cause) => {
+            tracing::debug!(request_id = %id, error = %cause, "malformed request body");
+            dto(
+                StatusCode::BAD_REQUEST,
+                "400.0 Bad Request",
+                &["The request body is not valid HTTP message framing."],
+                id,
+            )
+        }
         Error::InvalidBody { messages } => {
             let texts: Vec<&str> = messages.iter().map(String::as_str).collect();
             dto(

@@ -126,6 +126,8 @@ impl Gateway {
         };
         let cors = crate::cors::CorsGateLayer::from_section(&config.sections.cors, &config.path)?;
         let rate_limit = config.sections.rate_limit.validate(&config.path)?;
+        // One rule for forwarding headers: the rate limiter's trusted proxies.
+        let proxy = proxy.trusting(rate_limit.client_addr.clone());
         let rate_limit = match config.server.mode {
             Mode::Passthrough => None,
             // Starts the idle-key sweep on the current runtime.
@@ -241,6 +243,8 @@ impl Gateway {
             // Every error below becomes a response in the API's error shapes
             // (and its classification goes into the record).
             .layer(crate::rescue::RescueLayer)
+            // Heads RFC 9112 forbids and hyper accepts: two Hosts, CL with TE (400).
+            .layer(crate::request_head::RequestHeadLayer)
             // /healthz and /readyz, answered here, never proxied or limited.
             .layer(self.health.clone())
             // Shed load beyond max_concurrent_requests (503 + Retry-After).

@@ -5,9 +5,10 @@
 //! SDK's own models.
 //!
 //! The SDKs live in virtual environments made by `scripts/sdk-venv.sh`
-//! (`.venv/sdk1`, `.venv/sdk2`). Without them these tests fail and say so,
-//! unless `SIMGATE_SKIP_SDK=1` is set, in which case they print a loud skip
-//! line and pass.
+//! (`.venv/sdk1`, `.venv/sdk2`). Without them these tests fail and say so.
+//! Only on a developer's machine (`CI` unset) may `SIMGATE_SKIP_SDK=1` skip
+//! them, with a loud line; with `CI` set they fail whatever
+//! `SIMGATE_SKIP_SDK` says, so CI cannot go green without the SDK.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -62,7 +63,10 @@ impl Sdk {
 async fn run_sdk(sdk: Sdk, base_url: &str, token: &str) -> Option<String> {
     let python = sdk.python();
     if !python.exists() {
-        if std::env::var("SIMGATE_SKIP_SDK").as_deref() == Ok("1") {
+        if skip_allowed(
+            std::env::var_os("CI").is_some(),
+            std::env::var("SIMGATE_SKIP_SDK").as_deref() == Ok("1"),
+        ) {
             eprintln!(
                 "\n!!!!!! SKIPPED: official Python SDK test ({}): {} is missing and SIMGATE_SKIP_SDK=1 !!!!!!\n",
                 sdk.name(),
@@ -72,7 +76,7 @@ async fn run_sdk(sdk: Sdk, base_url: &str, token: &str) -> Option<String> {
         }
         panic!(
             "the official Python SDK is not installed ({} is missing): run scripts/sdk-venv.sh \
-             (or set SIMGATE_SKIP_SDK=1 to skip this test)",
+             (outside CI, SIMGATE_SKIP_SDK=1 skips this test; in CI nothing does)",
             python.display()
         );
     }
@@ -124,6 +128,20 @@ async fn run_sdk(sdk: Sdk, base_url: &str, token: &str) -> Option<String> {
             sdk.name()
         ),
     }
+}
+
+/// Whether a missing SDK may skip: only when asked and not in CI (any value
+/// of `CI`, as CI systems set it to `true`, `1` or a name).
+fn skip_allowed(ci: bool, asked: bool) -> bool {
+    asked && !ci
+}
+
+#[test]
+fn ci_never_skips() {
+    assert!(!skip_allowed(true, true));
+    assert!(!skip_allowed(true, false));
+    assert!(!skip_allowed(false, false));
+    assert!(skip_allowed(false, true));
 }
 
 /// The reference upstream takes no token; any will do until the gateway's

@@ -82,24 +82,28 @@ async fn burst_then_429_and_limited_requests_never_reach_the_upstream() {
     gw.stop().await;
 }
 
+/// A limiter that does not limit fails this test: with one request per
+/// 100 s and a burst of 1, the second request cannot have its quota back
+/// before 100 s have passed, so it must be refused, with a `Retry-After`
+/// within the window, and it must not reach the upstream. No wall-clock
+/// wait: that waiting `Retry-After` out is enough is the fake-clock test
+/// `retry_after_is_exact_and_honoured` in `src/rate_limit/per_client.rs`.
 #[tokio::test]
-async fn retry_after_is_honoured() {
-    let (up, gw) = start("[rate_limit.reads]\nrequests_per_second = 1\nburst = 1\n").await;
+async fn over_quota_is_refused_with_retry_after_until_the_window_refills() {
+    let (up, gw) = start("[rate_limit.reads]\nrequests_per_second = 0.01\nburst = 1\n").await;
     let t = admin("alice");
-    assert_eq!(get(&gw.url(LIST), Some(&t)).await.status, 200);
-    let res = get(&gw.url(LIST), Some(&t)).await;
-    if res.status == 429 {
-        let wait: u64 = res.header("retry-after").parse().unwrap();
-        assert_eq!(wait, 1);
-        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let first = get(&gw.url(LIST), Some(&t)).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.header("ratelimit"), r#""reads";r=0;t=100"#);
+    for _ in 0..3 {
         let res = get(&gw.url(LIST), Some(&t)).await;
-        assert_eq!(res.status, 200);
-        assert_eq!(up.count(), 2);
-    } else {
-        // The second request came a whole second later (a very slow
-        // machine): it had its quota back.
-        assert_eq!(res.status, 200);
+        assert_eq!(res.status, 429, "{}", res.text());
+        let wait: u64 = res.header("retry-after").parse().unwrap();
+        assert!((1..=100).contains(&wait), "Retry-After {wait}");
+        let state = res.header("ratelimit");
+        assert!(state.starts_with(r#""reads";r=0;t="#), "{state}");
     }
+    assert_eq!(up.count(), 1, "refused requests never reach the upstream");
     gw.stop().await;
 }
 

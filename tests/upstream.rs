@@ -186,7 +186,7 @@ async fn families_share_one_store_and_list_in_creation_order() {
 
 #[tokio::test]
 async fn patch_accepts_the_array_and_the_sdk_envelope() {
-    let (addr, _) = spawn_reference().await;
+    let (addr, _reference) = spawn_reference().await;
     let created = create(addr, FAMILIES[0], sample()).await;
     let ops = json!([
         {"op": "test", "path": "/name", "value": "ServiceNow prod"},
@@ -233,7 +233,7 @@ async fn patch_accepts_the_array_and_the_sdk_envelope() {
 
 #[tokio::test]
 async fn failed_patches_change_nothing() {
-    let (addr, _) = spawn_reference().await;
+    let (addr, _reference) = spawn_reference().await;
     let created = create(addr, FAMILIES[1], sample()).await;
     let item = format!("{}/{}", FAMILIES[1], id_of(&created));
     let rule = format!("{item}/beforeProvisioningRule");
@@ -292,7 +292,7 @@ async fn failed_patches_change_nothing() {
 
 #[tokio::test]
 async fn unknown_ids_and_paths_are_404() {
-    let (addr, _) = spawn_reference().await;
+    let (addr, _reference) = spawn_reference().await;
     let missing = "0123456789abcdef0123456789abcdef";
     for family in FAMILIES {
         let item = format!("{family}/{missing}");
@@ -377,7 +377,7 @@ async fn bad_bodies_are_400_and_oversized_413() {
 
 #[tokio::test]
 async fn wrong_methods_are_405_with_allow() {
-    let (addr, _) = spawn_reference().await;
+    let (addr, _reference) = spawn_reference().await;
     let cases = [
         (Method::DELETE, "/beta/sim-integrations", "GET, POST"),
         (
@@ -400,7 +400,7 @@ async fn wrong_methods_are_405_with_allow() {
 
 #[tokio::test]
 async fn tracking_id_follows_the_request_id() {
-    let (addr, _) = spawn_reference().await;
+    let (addr, _reference) = spawn_reference().await;
     let path = url(addr, "/beta/sim-integrations/missing");
     let res = send(Method::GET, &path, &[("x-request-id", "gw-req-42")], "").await;
     assert_eq!(assert_error(&res, 404)["trackingId"], "gw-req-42");
@@ -471,7 +471,7 @@ async fn serves_cleartext_http2() {
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
-    let (addr, _) = spawn_reference().await;
+    let (addr, _reference) = spawn_reference().await;
     let client = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();

@@ -64,7 +64,7 @@ impl Decision {
             Some(ErrorKind::Unauthenticated) => Decision::Unauthenticated,
             Some(ErrorKind::Forbidden) => Decision::Forbidden,
             Some(ErrorKind::RateLimited) => Decision::RateLimited,
-            Some(ErrorKind::Invalid) => Decision::Invalid,
+            Some(ErrorKind::Invalid | ErrorKind::BadRequest) => Decision::Invalid,
             _ => Decision::Error,
         }
     }

@@ -153,6 +153,8 @@ pub struct LimitsSection {
     pub request_timeout: Option<String>,
     /// Time allowed for a client to send its request head.
     pub header_read_timeout: Option<String>,
+    /// Time an HTTP/2 connection may stay open with no request in flight.
+    pub idle_timeout: Option<String>,
     /// Requests handled at once; beyond it, 503 with Retry-After.
     pub max_concurrent_requests: Option<usize>,
 }

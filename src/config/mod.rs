@@ -133,8 +133,11 @@ pub struct LimitsConfig {
     pub max_body_bytes: u64,
     /// Whole-request timeout.
     pub request_timeout: Duration,
-    /// Time to receive the request head.
+    /// Time to receive the request head; also the time a new connection
+    /// has for its TLS handshake and protocol preface.
     pub header_read_timeout: Duration,
+    /// Time an HTTP/2 connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
     /// Concurrent requests before shedding.
     pub max_concurrent_requests: usize,
 }
@@ -404,6 +407,12 @@ fn limits(l: &file::LimitsSection, path: &Path) -> Result<LimitsConfig, ConfigEr
             Duration::from_secs(10),
             path,
             "limits.header_read_timeout",
+        )?,
+        idle_timeout: duration(
+            l.idle_timeout.as_deref(),
+            Duration::from_secs(60),
+            path,
+            "limits.idle_timeout",
         )?,
         max_concurrent_requests,
     })

@@ -1,13 +1,23 @@
 //! Reverse-proxy header hygiene, both ways.
 //!
 //! Hop-by-hop headers (RFC 9110 §7.6.1) and every header named in
-//! `Connection` are removed; method-override headers are never forwarded;
-//! `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded`
-//! and `Via` are set on the way up, `Via` on the way down.
+//! `Connection` are removed, except the end-to-end headers the gateway
+//! checked or set ([`PROTECTED`]): naming `Content-Type` or `X-Request-Id`
+//! in `Connection` cannot strip them after validation. Method-override
+//! headers are never forwarded. `X-Forwarded-For`, `X-Forwarded-Proto`,
+//! `X-Forwarded-Host`, `Forwarded` and `Via` are set on the way up: a
+//! trusted proxy's `X-Forwarded-For`/`Forwarded` chain is extended, anyone
+//! else's is replaced (the rule of
+//! [`ClientAddr`](crate::rate_limit::client_addr::ClientAddr)). On the way
+//! down `Content-Length` is dropped when `Transfer-Encoding` is present
+//! (RFC 9112 §6.3) and `Via` is added.
 
 use std::net::IpAddr;
 
-use http::header::{CONNECTION, FORWARDED, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA};
+use http::header::{
+    AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, FORWARDED, HOST, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// What the proxy adds to `Via`.
@@ -33,11 +43,24 @@ pub static METHOD_OVERRIDE: [HeaderName; 3] = [
     HeaderName::from_static("x-method-override"),
 ];
 
+/// End-to-end headers that a `Connection` header cannot remove: what was
+/// validated (body type and length), identified (request id), authenticated
+/// or routed (Authorization, Host) is what is forwarded.
+pub static PROTECTED: [HeaderName; 6] = [
+    CONTENT_TYPE,
+    CONTENT_LENGTH,
+    CONTENT_ENCODING,
+    AUTHORIZATION,
+    HOST,
+    HeaderName::from_static("x-request-id"),
+];
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Removes hop-by-hop headers, including those named in `Connection`.
+/// Removes hop-by-hop headers, including those named in `Connection`
+/// (but never the [`PROTECTED`] ones).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
@@ -45,6 +68,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !PROTECTED.contains(name))
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
@@ -52,13 +76,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Sets the forwarding headers for a request from `client` that arrived
-/// with `host` over `proto` (`http` or `https`).
+/// with `host` over `proto` (`http` or `https`). From a `trusted` proxy the
+/// `X-Forwarded-For` and `Forwarded` chains are extended; from anyone else
+/// they (and `X-Real-IP`) are the client's invention and are replaced.
 pub fn set_forwarding(
     headers: &mut HeaderMap,
     client: IpAddr,
+    trusted: bool,
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
+    if !trusted {
+        headers.remove(&X_FORWARDED_FOR);
+        headers.remove(FORWARDED);
+        headers.remove("x-real-ip");
+    }
     append_csv(headers, &X_FORWARDED_FOR, &client.to_string());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = host {
@@ -78,6 +110,15 @@ pub fn set_forwarding(
     }
     append_csv(headers, &FORWARDED, &element);
     append_csv(headers, &VIA, VIA_VALUE);
+}
+
+/// Response framing hygiene: a message with `Transfer-Encoding` has no
+/// meaningful `Content-Length` (RFC 9112 §6.3); keeping it would let the
+/// length truncate what the coding framed.
+pub fn response_framing(headers: &mut HeaderMap) {
+    if headers.contains_key(TRANSFER_ENCODING) {
+        headers.remove(CONTENT_LENGTH);
+    }
 }
 
 /// Appends `Via` to a response.
@@ -128,12 +169,54 @@ mod tests {
     }
 
     #[test]
+    fn connection_cannot_name_protected_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("Content-Type, x-request-id, authorization, content-length"),
+        );
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("2"));
+        h.insert("x-request-id", HeaderValue::from_static("r1"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 4, "{h:?}");
+        assert!(!h.contains_key(CONNECTION));
+    }
+
+    #[test]
+    fn transfer_encoding_drops_content_length() {
+        let mut h = HeaderMap::new();
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        response_framing(&mut h);
+        assert!(!h.contains_key(CONTENT_LENGTH));
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        response_framing(&mut h);
+        assert_eq!(h[CONTENT_LENGTH], "5");
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
+        h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        set_forwarding(&mut h, "127.0.0.1".parse().unwrap(), false, "http", None);
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h[FORWARDED], "for=127.0.0.1;proto=http");
+        assert!(!h.contains_key("x-real-ip"));
+    }
+
+    #[test]
     fn appends_forwarding_headers() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         set_forwarding(
             &mut h,
             "127.0.0.1".parse().unwrap(),
+            true,
             "http",
             Some(&HeaderValue::from_static("gw:8080")),
         );
@@ -143,7 +226,7 @@ mod tests {
         assert_eq!(h[FORWARDED], "for=127.0.0.1;proto=http;host=gw:8080");
         assert_eq!(h[VIA], "1.1 simgate");
         let mut h = HeaderMap::new();
-        set_forwarding(&mut h, "::1".parse().unwrap(), "https", None);
+        set_forwarding(&mut h, "::1".parse().unwrap(), true, "https", None);
         assert_eq!(h[FORWARDED], "for=\"[::1]\";proto=https");
     }
 }

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use http::header::{AUTHORIZATION, HOST};
 use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
@@ -25,6 +25,7 @@ use crate::body::{Body, BoxError, boxed};
 use crate::config::{UpstreamAuthorization, UpstreamConfig};
 use crate::error::Error;
 use crate::net::{PeerAddr, Tls};
+use crate::rate_limit::client_addr::ClientAddr;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -33,6 +34,9 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub struct Proxy {
     client: Client<Connector, Body>,
     upstream: Arc<UpstreamConfig>,
+    /// Whose forwarding headers are extended rather than replaced (the
+    /// rate limiter's rule, [`ClientAddr`]).
+    client_addr: ClientAddr,
 }
 
 impl Proxy {
@@ -56,7 +60,15 @@ impl Proxy {
         Ok(Proxy {
             client,
             upstream: Arc::new(upstream.clone()),
+            client_addr: ClientAddr::default(),
         })
+    }
+
+    /// Extends the forwarding headers of requests from the trusted proxies
+    /// of `client_addr`; from anyone else they are replaced.
+    pub fn trusting(mut self, client_addr: ClientAddr) -> Self {
+        self.client_addr = client_addr;
+        self
     }
 
     fn rewrite(&self, req: &mut Request<Body>) -> Result<(), BoxError> {
@@ -78,11 +90,13 @@ impl Proxy {
         parts.path_and_query = Some(pq);
         let uri = Uri::from_parts(parts)?;
 
-        let client_host = req.headers().get(HOST).cloned().or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        // An absolute-form target's authority wins over Host (RFC 9112
+        // §3.2.2); HTTP/2's :authority arrives the same way.
+        let client_host = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .or_else(|| req.headers().get(HOST).cloned());
         let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
         let tls = req.extensions().get::<Tls>().is_some_and(|t| t.0);
 
@@ -98,6 +112,7 @@ impl Proxy {
             headers::set_forwarding(
                 h,
                 ip,
+                self.client_addr.trusts(ip),
                 if tls { "https" } else { "http" },
                 client_host.as_ref(),
             );
@@ -143,7 +158,17 @@ impl Service<Request<Body>> for Proxy {
                 Ok(Err(e)) => return Err(classify(e)),
                 Ok(Ok(res)) => res,
             };
+            // We never ask for an upgrade (Upgrade is hop-by-hop and
+            // dropped), and HTTP/2 has no 101 at all: relaying one would hand
+            // the client a protocol it did not ask for (RFC 9110 §15.2.2).
+            if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(Error::UpstreamUnavailable(
+                    "upstream answered 101 Switching Protocols to a request without Upgrade".into(),
+                )
+                .into());
+            }
             let (mut parts, body) = res.into_parts();
+            headers::response_framing(&mut parts.headers);
             headers::strip_hop_by_hop(&mut parts.headers);
             headers::add_via(&mut parts.headers);
             Ok(Response::from_parts(parts, boxed(body)))
@@ -153,8 +178,9 @@ impl Service<Request<Body>> for Proxy {
 
 fn classify(e: hyper_util::client::legacy::Error) -> BoxError {
     // One of our errors in the cause chain (the request body went over its
-    // limit while streaming) is the cause: passed on whole, so rescue and the
-    // record find it with the same classification.
+    // limit while streaming, or its framing broke: the client's fault) is the
+    // cause: passed on whole, so rescue and the record find it with the same
+    // classification.
     if crate::error::classify(&e).is_some() {
         return Box::new(e);
     }

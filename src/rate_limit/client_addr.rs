@@ -121,6 +121,12 @@ impl ClientAddr {
         ClientAddr { trusted, header }
     }
 
+    /// Whether `peer` is a trusted proxy, whose forwarding header is
+    /// believed (and which the proxy extends rather than replaces).
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.trusted.contains(peer)
+    }
+
     /// The client address of a request from `peer` with `headers`.
     pub fn of(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();

@@ -7,5 +7,6 @@
 pub mod gateway;
 pub mod http;
 pub mod redis;
+pub mod task;
 pub mod tokens;
 pub mod upstream;
