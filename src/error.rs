@@ -92,6 +92,28 @@ pub enum Error {
     #[error("upstream timed out")]
     UpstreamTimeout,
 
+    /// The caller's upstream credential has no valid token (token endpoint
+    /// down, secret refused); nothing was sent upstream (503 + Retry-After).
+    #[error("no valid upstream credential {credential:?}: {reason}")]
+    UpstreamCredentialUnavailable {
+        /// The credential's name.
+        credential: String,
+        /// Why (never containing a secret).
+        reason: String,
+        /// Until the next attempt to get a token.
+        retry_after: Duration,
+    },
+
+    /// The upstream answered 401 to the injected credential, and again to
+    /// the one resend with a new token (502).
+    #[error(
+        "the upstream refused upstream credential {credential:?} (401), also after one refresh and resend"
+    )]
+    UpstreamCredentialRejected {
+        /// The credential's name.
+        credential: String,
+    },
+
     /// A bug or an unexpected condition (500). Details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),

@@ -15,6 +15,7 @@ pub mod authz;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod demo;
 pub mod error;
 pub mod health;

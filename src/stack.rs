@@ -15,9 +15,10 @@ use crate::auth::{AuthenticateLayer, Authenticator, IssuersHaveKeys};
 use crate::authz::{AuthorizeLayer, Policy};
 use crate::body::Body;
 use crate::config::{Config, Mode};
+use crate::credentials::{Credentials, UpstreamCredentialLayer};
 use crate::error::ConfigError;
 use crate::health::{Health, ReadinessCheck, UpstreamReachable};
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, UpstreamRequestLayer};
 use crate::rate_limit::RateLimiting;
 use crate::routes::{MatchOperationLayer, OperationTable};
 use crate::validate::{ValidateBodyLayer, Validators};
@@ -30,6 +31,8 @@ pub struct Gateway {
     /// `None` in passthrough mode.
     auth: Option<Arc<Authenticator>>,
     proxy: Proxy,
+    /// The upstream credentials, started (tokens being fetched).
+    credentials: Credentials,
     /// The OpenAPI operations and the policy; `None` in passthrough mode.
     operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
     /// The audit trail; `None` in passthrough mode.
@@ -75,6 +78,10 @@ impl Gateway {
                 Some(auth)
             }
         };
+        let credentials = Credentials::start(&config.upstream.credentials, &config.path)?;
+        if credentials.has_token_sources() {
+            checks.push(credentials.readiness());
+        }
         let health = Health::new(
             &config.server.health_path,
             &config.server.ready_path,
@@ -129,11 +136,17 @@ impl Gateway {
             health,
             auth,
             proxy,
+            credentials,
             operations,
             validators,
             rate_limit,
             audit,
         })
+    }
+
+    /// Runs the readiness checks (what `/readyz` answers).
+    pub async fn ready(&self) -> Result<(), String> {
+        self.health.ready().await
     }
 
     /// The validated configuration.
@@ -216,7 +229,17 @@ impl Gateway {
             .option_layer(self.validators.clone().map(ValidateBodyLayer::new))
             // Audit the intent durably before forwarding (503 when it cannot be).
             .option_layer(self.audit.as_ref().map(Audit::intent_layer))
-            // Forward to the upstream.
+            // The caller's upstream credential (503 + Retry-After without a
+            // valid token); one refresh and resend on a 401 from upstream (502
+            // on a second).
+            .layer(UpstreamCredentialLayer::new(
+                self.credentials.clone(),
+                limits.max_body_bytes,
+            ))
+            // The upstream request, built in one place: URL, hop-by-hop
+            // hygiene, forwarding headers, upstream.headers, Authorization.
+            .layer(UpstreamRequestLayer::new(&self.config.upstream))
+            // Send it; stream the answer back.
             .service(self.proxy.clone())
     }
 }

@@ -11,7 +11,8 @@
 //!
 //! | what happened below | decision |
 //! |---|---|
-//! | upstream answered (any status) | `allowed` + `upstream_status`, `created_id` for a create |
+//! | upstream answered (any status) | `allowed` + `upstream_status`, `created_id` for a create; `reason` says so when it was resent after a 401 to the upstream credential |
+//! | no valid upstream credential (nothing sent) | `error`, `reason` names the credential and why |
 //! | forwarded, then an error (unreachable, timeout) | `upstream_error` |
 //! | refused by authorization | `forbidden` |
 //! | refused by the rate limit | `rate_limited` |
@@ -122,6 +123,15 @@ where
                     match res {
                         Ok(res) => {
                             record.upstream_status = Some(res.status().as_u16());
+                            if let Some(r) = res
+                                .extensions()
+                                .get::<crate::credentials::CredentialRetried>()
+                            {
+                                record.reason = Some(format!(
+                                    "upstream answered 401 to upstream credential {:?}; sent again once with a new token",
+                                    r.credential
+                                ));
+                            }
                             record.created_id = created;
                             (Ok(res), record)
                         }
@@ -133,7 +143,12 @@ where
                     }
                 }
                 Err(e) => {
-                    let decision = if ctx.forwarded() {
+                    // Refused for want of an upstream token: not sent.
+                    let not_sent = matches!(
+                        e.downcast_ref::<Error>(),
+                        Some(Error::UpstreamCredentialUnavailable { .. })
+                    );
+                    let decision = if ctx.forwarded() && !not_sent {
                         Decision::UpstreamError
                     } else {
                         Decision::for_refusal(&*e)
