@@ -9,6 +9,7 @@
 //! own documented error shapes.
 
 pub mod access_log;
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod authz;
@@ -20,6 +21,7 @@ pub mod demo;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod proxy;
 pub mod rate_limit;

@@ -18,6 +18,7 @@ use crate::config::{Config, Mode};
 use crate::credentials::{Credentials, UpstreamCredentialLayer};
 use crate::error::ConfigError;
 use crate::health::{Health, ReadinessCheck, UpstreamReachable};
+use crate::metrics::Metrics;
 use crate::proxy::{Proxy, UpstreamRequestLayer};
 use crate::rate_limit::RateLimiting;
 use crate::routes::{MatchOperationLayer, OperationTable};
@@ -42,12 +43,20 @@ pub struct Gateway {
     /// Per-client quotas and the failed-authentication limiter; `None` in
     /// passthrough mode.
     rate_limit: Option<RateLimiting>,
+    /// The Prometheus registry every layer records into.
+    metrics: Metrics,
 }
 
 impl Gateway {
     /// Builds every component from a validated config. Errors name the file
     /// and key at fault.
     pub fn from_config(config: Config) -> Result<Gateway, ConfigError> {
+        Self::with_metrics(config, Metrics::new())
+    }
+
+    /// Like [`Gateway::from_config`], recording into `metrics` (so counters
+    /// carry on across a rebuilt gateway).
+    pub fn with_metrics(config: Config, metrics: Metrics) -> Result<Gateway, ConfigError> {
         let proxy = Proxy::new(&config.upstream)
             .map_err(|e| ConfigError::at(&config.path, "upstream.url", e))?;
         let upstream = &config.upstream.url;
@@ -141,12 +150,24 @@ impl Gateway {
             validators,
             rate_limit,
             audit,
+            metrics,
         })
     }
 
     /// Runs the readiness checks (what `/readyz` answers).
     pub async fn ready(&self) -> Result<(), String> {
         self.health.ready().await
+    }
+
+    /// The metrics every layer records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The admin endpoints (`/metrics`, `/healthz`, `/readyz`), to be
+    /// served by [`crate::admin::start`] on `[admin] listen`.
+    pub fn admin(&self) -> crate::admin::Admin {
+        crate::admin::Admin::new(self.metrics.clone(), self.health.clone())
     }
 
     /// The validated configuration.

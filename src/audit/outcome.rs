@@ -145,7 +145,7 @@ where
                 Err(e) => {
                     // Refused for want of an upstream token: not sent.
                     let not_sent = matches!(
-                        e.downcast_ref::<Error>(),
+                        crate::error::classify(&*e),
                         Some(Error::UpstreamCredentialUnavailable { .. })
                     );
                     let decision = if ctx.forwarded() && !not_sent {

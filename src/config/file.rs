@@ -41,6 +41,18 @@ pub struct File {
     /// `[audit]`
     #[serde(default)]
     pub audit: crate::audit::config::AuditSection,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: the operators' listener (metrics, health); off when `listen`
+/// is absent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin listener, never the API's.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[server]`: where and how the gateway listens.

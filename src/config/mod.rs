@@ -28,6 +28,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[log]`
     pub log: LogConfig,
+    /// `[admin]`
+    pub admin: AdminConfig,
     /// The raw sections of the other concerns; each concern validates its own
     /// when it is built (see [`crate::stack::Gateway::from_config`]).
     pub sections: Sections,
@@ -125,6 +127,13 @@ pub struct LimitsConfig {
     pub max_concurrent_requests: usize,
 }
 
+/// `[admin]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// Where the admin listener (metrics, health) listens; `None`: off.
+    pub listen: Option<SocketAddr>,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -164,6 +173,7 @@ impl Config {
         let upstream = upstream(&file.upstream, path, &base_dir)?;
         let limits = limits(&file.limits, path)?;
         let log = log(&file.log, path)?;
+        let admin = admin(&file.admin, &server, path)?;
         Ok(Config {
             path: path.to_path_buf(),
             base_dir,
@@ -171,6 +181,7 @@ impl Config {
             upstream,
             limits,
             log,
+            admin,
             sections: Sections {
                 auth: file.auth,
                 api: file.api,
@@ -374,6 +385,28 @@ fn limits(l: &file::LimitsSection, path: &Path) -> Result<LimitsConfig, ConfigEr
     })
 }
 
+fn admin(
+    a: &file::AdminSection,
+    server: &ServerConfig,
+    path: &Path,
+) -> Result<AdminConfig, ConfigError> {
+    if let Some(listen) = a.listen {
+        let api = server.listen;
+        let overlaps =
+            listen.ip() == api.ip() || listen.ip().is_unspecified() || api.ip().is_unspecified();
+        if listen.port() != 0 && listen.port() == api.port() && overlaps {
+            return Err(ConfigError::at(
+                path,
+                "admin.listen",
+                format!(
+                    "{listen} is the API's address ([server] listen); the admin listener needs its own"
+                ),
+            ));
+        }
+    }
+    Ok(AdminConfig { listen: a.listen })
+}
+
 fn log(l: &file::LogSection, path: &Path) -> Result<LogConfig, ConfigError> {
     let format = match l.format.as_deref() {
         None | Some("pretty") => LogFormat::Pretty,
@@ -425,5 +458,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("limits.request_timeout"), "{e}");
+    }
+
+    #[test]
+    fn admin_is_off_by_default_and_never_on_the_api_port() {
+        let base = "[server]\nlisten = \"127.0.0.1:9000\"\n[upstream]\nurl = \"http://a\"\n";
+        assert!(parse(base).unwrap().admin.listen.is_none());
+        let c = parse(&format!("{base}[admin]\nlisten = \"127.0.0.1:9901\"\n")).unwrap();
+        assert_eq!(c.admin.listen, Some("127.0.0.1:9901".parse().unwrap()));
+        let e = parse(&format!("{base}[admin]\nlisten = \"0.0.0.0:9000\"\n")).unwrap_err();
+        assert!(e.0.contains("admin.listen"), "{e}");
     }
 }
