@@ -188,3 +188,48 @@ pub fn describe(config: &CredentialsConfig, roles: &[String]) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn started_credentials_never_show_secrets_in_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "static-token-d3b6\n").unwrap();
+        std::fs::write(dir.path().join("secret"), "client-secret-a1f9\n").unwrap();
+        let text = r#"
+[a]
+kind = "bearer"
+token_file = "token"
+[b]
+kind = "oauth2_client_credentials"
+token_url = "https://idp.example/oauth/token"
+client_id = "gw"
+client_secret_file = "secret"
+"#;
+        let sections: BTreeMap<String, config::CredentialSection> = toml::from_str(text).unwrap();
+        let file = dir.path().join("simgate.toml");
+        let by_role = config::RoleCredentials(vec![("SIM_READER".into(), "a".into())]);
+        let cfg =
+            CredentialsConfig::validate(&sections, Some("b"), &by_role, None, &file, dir.path())
+                .unwrap();
+        // No runtime here: nothing is fetched, only secrets are read.
+        let creds = Credentials::start(&cfg, &file).unwrap();
+        let shown = format!("{creds:?} {cfg:?} {sections:?}");
+        assert!(!shown.contains("static-token-d3b6"), "{shown}");
+        assert!(!shown.contains("client-secret-a1f9"), "{shown}");
+        assert!(matches!(
+            creds.select(&["SIM_READER".into()]),
+            Some((n, Started::Bearer(_))) if &**n == "a"
+        ));
+        assert!(matches!(creds.select(&[]), Some((n, Started::OAuth2(_))) if &**n == "b"));
+        let text = describe(&cfg, &["ORG_ADMIN".into()]);
+        assert!(
+            text.contains("SIM_READER") && text.contains("a (bearer)"),
+            "{text}"
+        );
+        assert!(text.contains("ORG_ADMIN") && text.contains("b (oauth2_client_credentials)"));
+    }
+}
