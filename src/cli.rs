@@ -164,24 +164,8 @@ fn serve(path: PathBuf, log_format: Option<String>) -> Result<(), BoxError> {
         Some(_) => LogFormat::Pretty,
         None => config.log.format,
     };
-    crate::telemetry::init(format, &config.log.level);
-    runtime()?.block_on(async move {
-        let gateway = crate::stack::Gateway::from_config(config)?;
-        let admin = crate::admin::start_configured(&gateway).await?;
-        let running = crate::server::start(gateway).await?;
-        tracing::info!(addr = %running.local_addr(), "simgate listening");
-        let stop = running.stopper();
-        tokio::spawn(async move {
-            crate::server::shutdown_signal().await;
-            tracing::info!("shutting down");
-            let _ = stop.send(true);
-        });
-        running.wait().await;
-        if let Some(admin) = admin {
-            admin.shutdown().await;
-        }
-        Ok(())
-    })
+    let _log = crate::telemetry::init(format, &config.log.level);
+    crate::runtime::serve(config)
 }
 
 fn upstream(
@@ -189,7 +173,7 @@ fn upstream(
     oauth_dir: Option<PathBuf>,
     token_ttl: std::time::Duration,
 ) -> Result<(), BoxError> {
-    crate::telemetry::init(LogFormat::Pretty, "info");
+    let _log = crate::telemetry::init(LogFormat::Pretty, "info");
     let api = match &oauth_dir {
         None => crate::upstream::Api::new(),
         Some(dir) => {

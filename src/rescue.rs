@@ -11,7 +11,9 @@
 //! | everything else | 400/403/404/405/413/415/5xx | `ErrorResponseDto` |
 //!
 //! Unknown errors are logged with the request id and shown to the client as
-//! a generic 500; their details never reach the client.
+//! a generic 500; their details never reach the client. The cause, as
+//! [`crate::error::classify`] sees it, goes into the request's
+//! [`RequestRecord`] for the access log, the metrics and the audit.
 //!
 //! A layer that wants headers on the response even when the request fails
 //! further down (the `RateLimit` fields of a request that was counted) puts
@@ -31,6 +33,7 @@ use tower::{Layer, Service};
 
 use crate::body::{Body, BoxError, full};
 use crate::error::Error;
+use crate::record::RequestRecord;
 use crate::request_id::RequestId;
 
 /// Turns inner errors into responses.
@@ -95,12 +98,17 @@ where
             .unwrap_or_else(RequestId::generate);
         let extra = ErrorHeaders::default();
         req.extensions_mut().insert(extra.clone());
+        let record = req.extensions().get::<RequestRecord>().cloned();
         let fut = self.inner.call(req);
         Box::pin(async move {
             match fut.await {
                 Ok(res) => Ok(res),
                 Err(e) => {
-                    let mut res = respond(&e.into(), &id);
+                    let e: BoxError = e.into();
+                    if let Some(record) = &record {
+                        record.set_failure(&*e);
+                    }
+                    let mut res = respond(&e, &id);
                     res.headers_mut().extend(extra.take());
                     Ok(res)
                 }

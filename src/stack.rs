@@ -2,7 +2,9 @@
 //!
 //! Each layer has one concern; it rejects with a typed
 //! [`crate::error::Error`] and passes what it learned (request id, principal,
-//! matched operation) to the layers below in request extensions.
+//! matched operation) to the layers below in request extensions, and writes
+//! its part of the per-request [`crate::record::RequestRecord`], which the
+//! outer record layer reads once the response is ready.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, UpstreamRequestLayer};
 use crate::rate_limit::RateLimiting;
+use crate::record::{ForwardLayer, NoteLayer, RecordLayer};
 use crate::routes::{MatchOperationLayer, OperationTable};
 use crate::validate::{ValidateBodyLayer, Validators};
 
@@ -71,10 +74,11 @@ impl Gateway {
         let auth = match config.server.mode {
             Mode::Passthrough => None,
             Mode::Gateway => {
-                let auth = Authenticator::from_config(
+                let auth = Authenticator::with_metrics(
                     &config.sections.auth,
                     &config.path,
                     &config.base_dir,
+                    metrics.clone(),
                 )?;
                 if auth.is_empty() {
                     return Err(ConfigError::at(
@@ -135,7 +139,7 @@ impl Gateway {
                     &config.base_dir,
                 )?;
                 Some(
-                    Audit::start(&audit)
+                    Audit::open(&audit, metrics.clone())
                         .map_err(|e| ConfigError::at(&config.path, "audit.path", e))?,
                 )
             }
@@ -203,23 +207,28 @@ impl Gateway {
     + Send
     + 'static {
         let limits = &self.config.limits;
-        let audit_refusals = self
-            .audit
-            .as_ref()
-            .zip(self.operations())
-            .map(|(a, table)| {
-                let table = table.clone();
-                a.unauthenticated_layer(Arc::new(move |method: &Method, path: &str| {
-                    table.find(method, path).ok()
-                }))
-            });
+        // Finds the operation a request refused before matching would have
+        // matched, for its audit record.
+        let lookup: Option<crate::audit::OperationLookup> = self.operations().map(|table| {
+            let table = table.clone();
+            Arc::new(move |method: &Method, path: &str| table.find(method, path).ok())
+                as crate::audit::OperationLookup
+        });
         let rate_limit = self.rate_limit.as_ref();
         ServiceBuilder::new()
             // Request id: taken from the client when well-formed, else generated.
             .layer(crate::request_id::RequestIdLayer)
-            // One access-log line per request, with its final status.
-            .layer(crate::access_log::AccessLogLayer)
-            // Every error below becomes a response in the API's error shapes.
+            // W3C traceparent: the client's when valid, else a new trace; sent upstream.
+            .layer(crate::trace_context::TraceContextLayer)
+            // The request record every layer below fills in; when the response
+            // is ready it feeds the audit outcome, the metrics and the access log.
+            .layer(RecordLayer::new(
+                self.metrics.clone(),
+                self.audit.clone(),
+                lookup,
+            ))
+            // Every error below becomes a response in the API's error shapes
+            // (and its classification goes into the record).
             .layer(crate::rescue::RescueLayer)
             // /healthz and /readyz, answered here, never proxied or limited.
             .layer(self.health.clone())
@@ -230,8 +239,6 @@ impl Gateway {
             .timeout(limits.request_timeout)
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
-            // Audit mutation attempts refused before matching (unauthenticated).
-            .option_layer(audit_refusals)
             // Peers over their budget of failed authentications: 429 before any
             // token is verified.
             .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
@@ -239,8 +246,8 @@ impl Gateway {
             .option_layer(self.auth.clone().map(AuthenticateLayer::new))
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
             .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
-            // Audit the outcome of every matched mutation, refused or forwarded.
-            .option_layer(self.audit.as_ref().map(Audit::outcome_layer))
+            // The principal and the operation go into the request record.
+            .layer(NoteLayer)
             // Only operations the policy grants to the caller's roles and scopes (403).
             .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
             // Per-client quotas, reads and mutations apart (429 + Retry-After);
@@ -257,6 +264,8 @@ impl Gateway {
                 self.credentials.clone(),
                 limits.max_body_bytes,
             ))
+            // The upstream phase: forwarded, upstream status and time, a create's new id.
+            .layer(ForwardLayer::new(self.audit.is_some()))
             // The upstream request, built in one place: URL, hop-by-hop
             // hygiene, forwarding headers, upstream.headers, Authorization.
             .layer(UpstreamRequestLayer::new(&self.config.upstream))

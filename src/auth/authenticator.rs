@@ -19,6 +19,7 @@ use super::source::KeySource;
 use super::verify::{self, Reject};
 use crate::error::ConfigError;
 use crate::health::{CheckFuture, ReadinessCheck};
+use crate::metrics::Metrics;
 
 /// Verifies bearer tokens against the configured issuers.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ pub struct Authenticator {
     cache: Option<VerifiedCache>,
     clock: Arc<dyn Clock>,
     max_token_bytes: usize,
+    metrics: Metrics,
 }
 
 /// One trusted issuer and its keys.
@@ -49,12 +51,39 @@ impl Authenticator {
         Self::with_clock(section, config_path, base_dir, Arc::new(SystemClock))
     }
 
+    /// Like [`Authenticator::from_config`], counting JWKS fetches, key
+    /// counts and token-cache look-ups in `metrics`.
+    pub fn with_metrics(
+        section: &AuthSection,
+        config_path: &Path,
+        base_dir: &Path,
+        metrics: Metrics,
+    ) -> Result<Arc<Authenticator>, ConfigError> {
+        Self::build(
+            section,
+            config_path,
+            base_dir,
+            Arc::new(SystemClock),
+            metrics,
+        )
+    }
+
     /// Like [`Authenticator::from_config`], reading time from `clock`.
     pub fn with_clock(
         section: &AuthSection,
         config_path: &Path,
         base_dir: &Path,
         clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Authenticator>, ConfigError> {
+        Self::build(section, config_path, base_dir, clock, Metrics::new())
+    }
+
+    fn build(
+        section: &AuthSection,
+        config_path: &Path,
+        base_dir: &Path,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
     ) -> Result<Arc<Authenticator>, ConfigError> {
         let config = section.validate(config_path, base_dir)?;
         let mut issuers = Vec::with_capacity(config.issuers.len());
@@ -64,13 +93,13 @@ impl Authenticator {
                     let set = read_jwks(path).map_err(|why| {
                         ConfigError::at(config_path, &format!("{}.jwks_file", ic.key), why)
                     })?;
+                    metrics.jwks_keys(&ic.issuer, set.len());
                     Arc::new(KeySource::fixed(set))
                 }
-                JwksLocation::Url(remote) => {
-                    KeySource::start(&ic.issuer, remote).map_err(|why| {
+                JwksLocation::Url(remote) => KeySource::start(&ic.issuer, remote, metrics.clone())
+                    .map_err(|why| {
                         ConfigError::at(config_path, &format!("{}.jwks_url", ic.key), why)
-                    })?
-                }
+                    })?,
             };
             issuers.push(Issuer { config: ic, keys });
         }
@@ -79,6 +108,7 @@ impl Authenticator {
             cache: VerifiedCache::new(config.cache_size),
             clock,
             max_token_bytes: config.max_token_bytes,
+            metrics,
         }))
     }
 
@@ -98,7 +128,11 @@ impl Authenticator {
                     .is_some_and(|i| i.keys.current().contains(&e.key))
             })
         {
+            self.metrics.token_cache(true);
             return Ok(hit.principal);
+        }
+        if self.cache.is_some() {
+            self.metrics.token_cache(false);
         }
         let parsed = verify::parse(token, self.max_token_bytes)?;
         let (index, issuer) = self

@@ -78,6 +78,12 @@ pub struct ServerSection {
     /// How long in-flight requests may run after a shutdown signal.
     #[serde(default = "default_grace")]
     pub shutdown_grace: String,
+    /// `per-core` (default): one single-threaded runtime per worker thread,
+    /// each with its own `SO_REUSEPORT` listener; `work-stealing`: tokio's
+    /// multi-thread runtime behind one listener.
+    pub runtime: Option<String>,
+    /// Worker threads (default: one per core the process may run on).
+    pub workers: Option<usize>,
 }
 
 impl Default for ServerSection {
@@ -90,6 +96,8 @@ impl Default for ServerSection {
             health_path: default_health_path(),
             ready_path: default_ready_path(),
             shutdown_grace: default_grace(),
+            runtime: None,
+            workers: None,
         }
     }
 }

@@ -76,6 +76,20 @@ pub struct ServerConfig {
     pub ready_path: String,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_grace: Duration,
+    /// How requests are scheduled on threads.
+    pub runtime: RuntimeModel,
+    /// Worker threads; `None`: one per core the process may run on.
+    pub workers: Option<std::num::NonZeroUsize>,
+}
+
+/// How `simgate serve` schedules requests on threads (`server.runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeModel {
+    /// One current-thread runtime per worker, each with its own listener
+    /// (`SO_REUSEPORT`): a connection stays on one thread.
+    PerCore,
+    /// tokio's multi-thread runtime: one listener, tasks move between workers.
+    WorkStealing,
 }
 
 /// What happens to the client's `Authorization` header upstream.
@@ -253,9 +267,33 @@ fn server(s: &file::ServerSection, path: &Path, base: &Path) -> Result<ServerCon
             ));
         }
     };
+    let runtime = match s.runtime.as_deref() {
+        None | Some("per-core") => RuntimeModel::PerCore,
+        Some("work-stealing") => RuntimeModel::WorkStealing,
+        Some(other) => {
+            return Err(ConfigError::at(
+                path,
+                "server.runtime",
+                format!("{other:?}: expected \"per-core\" or \"work-stealing\""),
+            ));
+        }
+    };
+    let workers = match s.workers {
+        None => None,
+        Some(n @ 1..=1024) => std::num::NonZeroUsize::new(n),
+        Some(n) => {
+            return Err(ConfigError::at(
+                path,
+                "server.workers",
+                format!("{n}: expected 1 to 1024 worker threads"),
+            ));
+        }
+    };
     Ok(ServerConfig {
         listen: s.listen,
         mode,
+        runtime,
+        workers,
         tls,
         health_path: s.health_path.clone(),
         ready_path: s.ready_path.clone(),

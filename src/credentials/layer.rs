@@ -6,8 +6,7 @@
 //! answers 401 to a request sent with an injected token, the token is
 //! replaced (once for all concurrent callers, see [`super::source`]) and the
 //! request is sent once more with the same, already buffered, body. The
-//! response of a retried request carries [`CredentialRetried`] so the audit
-//! shows it. A second 401 becomes [`Error::UpstreamCredentialRejected`] (502).
+//! request's [`RequestRecord`] notes the retry, so the audit shows it. A second 401 becomes [`Error::UpstreamCredentialRejected`] (502).
 //! Bodies that cannot be replayed (unknown length, over the body limit) are
 //! sent without the retry; their 401 passes through.
 //!
@@ -29,6 +28,7 @@ use super::{Credentials, Started};
 use crate::auth::Principal;
 use crate::body::{Body, BoxError, full};
 use crate::error::Error;
+use crate::record::RequestRecord;
 
 /// What the upstream request carries as `Authorization`, decided by the
 /// credential step for the upstream-request step below it.
@@ -40,14 +40,6 @@ pub(crate) enum UpstreamAuth {
     Forward,
     /// This value replaces the caller's (sensitive: never logged).
     Set(HeaderValue),
-}
-
-/// On a response: the upstream refused the first token (401) and this
-/// response is the answer to the one resend with a new token.
-#[derive(Debug, Clone)]
-pub(crate) struct CredentialRetried {
-    /// The credential's name.
-    pub(crate) credential: Arc<str>,
 }
 
 /// Injects the caller's upstream credential.
@@ -182,20 +174,20 @@ where
 {
     Box::pin(async move {
         tracing::info!(credential = %name, "upstream answered 401 to the injected token; replacing it and resending once");
+        if let Some(record) = parts.extensions.get::<RequestRecord>() {
+            record.set_credential_retry(name.clone());
+        }
         let fresh = source
             .replace(rejected)
             .await
             .map_err(|u| unavailable(&name, u))?;
-        let mut second = oneshot(inner, build(&parts, &bytes, &fresh)).await?;
+        let second = oneshot(inner, build(&parts, &bytes, &fresh)).await?;
         if second.status() == StatusCode::UNAUTHORIZED {
             return Err(Error::UpstreamCredentialRejected {
                 credential: name.to_string(),
             }
             .into());
         }
-        second
-            .extensions_mut()
-            .insert(CredentialRetried { credential: name });
         Ok(second)
     })
 }

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 pub use config::CredentialsConfig;
-pub(crate) use layer::{CredentialRetried, UpstreamAuth, UpstreamCredentialLayer};
+pub(crate) use layer::{UpstreamAuth, UpstreamCredentialLayer};
 
 use crate::error::ConfigError;
 use crate::health::{CheckFuture, ReadinessCheck};
