@@ -4,8 +4,10 @@
 //! The upstream request is built above it, in one step ([`rewrite`]: URL,
 //! header hygiene, forwarding headers, credential); [`Proxy`] only sends it
 //! and cleans the response's hop-by-hop headers ([`headers`]). Connection
-//! failures become 502 ([`Error::UpstreamUnavailable`]), a response that does not start within
-//! `upstream.response_timeout` becomes 504 ([`Error::UpstreamTimeout`]).
+//! failures become 502 ([`Error::UpstreamUnavailable`]), a response that
+//! does not start within `upstream.response_timeout` becomes 504
+//! ([`Error::UpstreamTimeout`]). An `https://` upstream is verified against
+//! the system roots plus `upstream.ca_file`.
 
 pub mod headers;
 pub mod rewrite;
