@@ -98,6 +98,7 @@ fn mutations(c: &mut Criterion) {
         path_params: vec!["id".into()],
         document: 0,
         index: 0,
+        ..Default::default()
     });
     let principal = Arc::new(Principal {
         subject: "svc-bench".into(),

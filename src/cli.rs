@@ -217,19 +217,49 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
             );
         }
     }
+    let store = store_status(gateway.config())?;
+    let unvalidated = gateway
+        .validators()
+        .map(|v| v.unvalidated().to_vec())
+        .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if json {
-        let value = matrix.as_ref().map(|m| m.to_json()).unwrap_or_default();
+        eprintln!("{store}");
+        let mut value = matrix.as_ref().map(|m| m.to_json()).unwrap_or_default();
+        if let Some(obj) = value.as_object_mut() {
+            let list: Vec<serde_json::Value> = unvalidated
+                .iter()
+                .map(|u| {
+                    serde_json::json!({
+                        "operationId": u.operation_id,
+                        "mediaType": u.media_type,
+                        "reason": u.reason,
+                    })
+                })
+                .collect();
+            obj.insert("unvalidated_bodies".into(), list.into());
+        }
         writeln!(out, "{value:#}")?;
         return Ok(());
     }
     writeln!(out, "{}: ok", gateway.config().path.display())?;
+    writeln!(out, "{store}")?;
     match &matrix {
         Some(m) => write!(out, "\nAccess matrix:\n{m}")?,
         None => writeln!(
             out,
             "passthrough mode: no operation matching or authorization"
         )?,
+    }
+    if !unvalidated.is_empty() {
+        writeln!(out, "\nRequest bodies forwarded without schema validation:")?;
+        for u in &unvalidated {
+            writeln!(
+                out,
+                "  {}  {}  ({})",
+                u.operation_id, u.media_type, u.reason
+            )?;
+        }
     }
     let roles = matrix.as_ref().map(|m| m.roles()).unwrap_or_default();
     write!(
@@ -238,6 +268,38 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
         crate::credentials::describe(&gateway.config().upstream.credentials, roles)
     )?;
     Ok(())
+}
+
+/// Which rate limit store `config` uses and, for Redis, whether it answers
+/// (one connection and a `PING`, within 2 s). An unreachable store is not a
+/// config error (the gateway starts in its degraded mode), only reported.
+fn store_status(config: &Config) -> Result<String, BoxError> {
+    use crate::rate_limit::store_config::StoreConfig;
+    let rate_limit = config.sections.rate_limit.validate(&config.path)?;
+    let StoreConfig::Redis(redis) = &rate_limit.store else {
+        return Ok("rate limit store: local (each replica counts its own quotas)".into());
+    };
+    let limit = std::time::Duration::from_secs(2);
+    let probe = runtime()?.block_on(crate::rate_limit::redis_store::probe(redis, limit));
+    let target = redis.target();
+    let mode = format!(
+        "on_error = \"{}\", replicas = {}, timeout = {:?}",
+        redis.on_error.as_str(),
+        redis.replicas,
+        redis.timeout
+    );
+    Ok(match probe {
+        Ok(rtt) => format!(
+            "rate limit store: redis {target}: reachable (PING {:.1} ms); {mode}",
+            rtt.as_secs_f64() * 1000.0
+        ),
+        Err(why) => {
+            eprintln!("warning: rate limit store {target} is unreachable: {why}");
+            format!(
+                "rate limit store: redis {target}: UNREACHABLE ({why}); until it answers, {mode}"
+            )
+        }
+    })
 }
 
 /// Mints the token `simgate token` prints.

@@ -262,6 +262,7 @@ documents = [
 
 [authz]
 policy = "policy.toml"
+scope_match = "any"
 
 [[auth.issuers]]
 issuer = "{DEMO_ISSUER}"

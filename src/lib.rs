@@ -16,6 +16,7 @@ pub mod authz;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod cors;
 pub mod credentials;
 pub mod demo;
 pub mod error;

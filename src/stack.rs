@@ -46,6 +46,8 @@ pub struct Gateway {
     /// Per-client quotas and the failed-authentication limiter; `None` in
     /// passthrough mode.
     rate_limit: Option<RateLimiting>,
+    /// Browser cross-origin requests; `None` unless `[cors]` allows origins.
+    cors: Option<crate::cors::CorsGateLayer>,
     /// The Prometheus registry every layer records into.
     metrics: Metrics,
 }
@@ -116,19 +118,32 @@ impl Gateway {
         };
         let validators = match &operations {
             None => None,
-            Some((table, _)) => Some(Validators::compile(
+            Some((table, _)) => Some(Validators::compile_with(
                 table.operations(),
                 |idx| Some(table.document(idx)),
                 &config.sections.validation,
                 &config.path,
+                &config
+                    .upstream
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>(),
             )?),
         };
+        let cors = crate::cors::CorsGateLayer::from_section(&config.sections.cors, &config.path)?;
         let rate_limit = config.sections.rate_limit.validate(&config.path)?;
         let rate_limit = match config.server.mode {
             Mode::Passthrough => None,
             // Starts the idle-key sweep on the current runtime.
             Mode::Gateway => Some(RateLimiting::start(&rate_limit)),
         };
+        // The shared quota store's state, errors and fallback decisions.
+        if let Some(store) = rate_limit.as_ref().and_then(RateLimiting::store) {
+            store
+                .record_into(&metrics)
+                .map_err(|e| ConfigError::at(&config.path, "rate_limit.store", e))?;
+        }
         // Last, so a bad config never creates the trail.
         let audit = match config.server.mode {
             Mode::Passthrough => None,
@@ -154,6 +169,7 @@ impl Gateway {
             validators,
             rate_limit,
             audit,
+            cors,
             metrics,
         })
     }
@@ -188,6 +204,11 @@ impl Gateway {
     /// The authorization policy (`None` in passthrough mode).
     pub fn policy(&self) -> Option<&Arc<Policy>> {
         self.operations.as_ref().map(|(_, p)| p)
+    }
+
+    /// The request checks (`None` in passthrough mode).
+    pub fn validators(&self) -> Option<&Arc<Validators>> {
+        self.validators.as_ref()
     }
 
     /// The audit trail (`None` in passthrough mode).
@@ -227,6 +248,9 @@ impl Gateway {
                 self.audit.clone(),
                 lookup,
             ))
+            // CORS for allowed origins: preflights answered here, without a
+            // token; CORS headers on every response to them, errors included.
+            .option_layer(self.cors.clone())
             // Every error below becomes a response in the API's error shapes
             // (and its classification goes into the record).
             .layer(crate::rescue::RescueLayer)
@@ -240,8 +264,12 @@ impl Gateway {
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
             // Peers over their budget of failed authentications: 429 before any
-            // token is verified.
-            .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
+            // token is verified, except for tokens in the verified-token cache.
+            .option_layer(
+                rate_limit
+                    .and_then(RateLimiting::auth_failure_layer)
+                    .map(|l| l.verified_by(self.auth.clone())),
+            )
             // Bearer JWT from a configured issuer (401); the principal goes into extensions.
             .option_layer(self.auth.clone().map(AuthenticateLayer::new))
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).

@@ -358,6 +358,7 @@ pub(crate) mod test_support {
             path_params: vec![],
             document: 0,
             index: 0,
+            ..Default::default()
         })
     }
 }

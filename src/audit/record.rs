@@ -208,7 +208,11 @@ mod tests {
             ),
             (Error::InvalidBody { messages: vec![] }, Decision::Invalid),
             (
-                Error::UnsupportedMediaType { accepted: vec![] },
+                Error::UnsupportedMediaType {
+                    accepted: vec![],
+                    received: None,
+                    patch: false,
+                },
                 Decision::Invalid,
             ),
             (Error::PayloadTooLarge { limit: 1 }, Decision::Invalid),

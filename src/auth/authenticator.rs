@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::Principal;
-use super::cache::{Entry, VerifiedCache};
+use super::cache::{Entry, TokenHash, VerifiedCache};
 use super::clock::{Clock, SystemClock};
 use super::config::{AuthSection, IssuerConfig, JwksLocation};
 use super::jwks::{KeySet, VerifyingKey};
@@ -121,13 +121,7 @@ impl Authenticator {
     pub async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, Reject> {
         let now = self.clock.now();
         let hash = self.cache.as_ref().map(|_| VerifiedCache::hash(token));
-        if let (Some(cache), Some(hash)) = (&self.cache, &hash)
-            && let Some(hit) = cache.get(hash, now, |e| {
-                self.issuers
-                    .get(e.issuer)
-                    .is_some_and(|i| i.keys.current().contains(&e.key))
-            })
-        {
+        if let Some(hit) = hash.as_ref().and_then(|h| self.cached(h, now)) {
             self.metrics.token_cache(true);
             return Ok(hit.principal);
         }
@@ -167,12 +161,37 @@ impl Authenticator {
         Ok(principal)
     }
 
+    /// The cache entry of `hash`, if still valid at `now` and its key is
+    /// still trusted.
+    fn cached(&self, hash: &TokenHash, now: i64) -> Option<Entry> {
+        self.cache.as_ref()?.get(hash, now, |e| {
+            self.issuers
+                .get(e.issuer)
+                .is_some_and(|i| i.keys.current().contains(&e.key))
+        })
+    }
+
+    /// Whether `token` is in the verified-token cache (and would be accepted
+    /// from it, without a signature check).
+    pub fn is_cached(&self, token: &str) -> bool {
+        self.cache.is_some()
+            && self
+                .cached(&VerifiedCache::hash(token), self.clock.now())
+                .is_some()
+    }
+
     /// `Ok` when every issuer has keys, else the first issuer without.
     pub fn ready(&self) -> Result<(), String> {
         match self.issuers.iter().find(|i| i.keys.current().is_empty()) {
             None => Ok(()),
             Some(i) => Err(format!("issuer {} has no keys", i.config.issuer)),
         }
+    }
+}
+
+impl crate::rate_limit::auth_failures::VerifiedTokens for Authenticator {
+    fn is_verified(&self, token: &str) -> bool {
+        self.is_cached(token)
     }
 }
 
