@@ -49,6 +49,14 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
+        /// Require the upstream's own OAuth2 tokens: generate an admin and a
+        /// read-only client, write their secrets into this folder (mode 600)
+        /// and serve `POST /oauth/token`.
+        #[arg(long)]
+        oauth_dir: Option<PathBuf>,
+        /// Lifetime of the tokens `/oauth/token` issues (with `--oauth-dir`).
+        #[arg(long, default_value = "12m", value_parser = humantime::parse_duration)]
+        token_ttl: std::time::Duration,
     },
     /// Validate a config file (exit 0 when valid, 1 when not) and print the
     /// effective access matrix (operations × roles), warning about
@@ -123,7 +131,11 @@ pub fn run(cli: Cli) -> ExitCode {
             port,
             admin_port,
         } => runtime().and_then(|rt| rt.block_on(crate::demo::run(&dir, port, admin_port))),
-        Command::Upstream { listen } => upstream(listen),
+        Command::Upstream {
+            listen,
+            oauth_dir,
+            token_ttl,
+        } => upstream(listen, oauth_dir, token_ttl),
         Command::Check { config, json } => check(config, json),
         Command::Token(args) => token(&args).map(|t| println!("{t}")),
         Command::Audit {
@@ -156,12 +168,35 @@ fn serve(path: PathBuf, log_format: Option<String>) -> Result<(), BoxError> {
     crate::runtime::serve(config)
 }
 
-fn upstream(listen: SocketAddr) -> Result<(), BoxError> {
+fn upstream(
+    listen: SocketAddr,
+    oauth_dir: Option<PathBuf>,
+    token_ttl: std::time::Duration,
+) -> Result<(), BoxError> {
     let _log = crate::telemetry::init(LogFormat::Pretty, "info");
+    let api = match &oauth_dir {
+        None => crate::upstream::Api::new(),
+        Some(dir) => {
+            let clients = crate::demo::upstream_clients(dir)?;
+            for c in &clients {
+                println!(
+                    "client {} ({}): secret in {}",
+                    c.id,
+                    if c.read_only {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    },
+                    dir.join(&c.id).display()
+                );
+            }
+            crate::upstream::Api::with_oauth(crate::upstream::OAuth::new(clients, token_ttl))
+        }
+    };
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(addr = %listener.local_addr()?, "reference SIM Integrations API listening");
-        crate::upstream::serve(listener, crate::server::shutdown_signal()).await?;
+        crate::upstream::serve_api(listener, api, crate::server::shutdown_signal()).await?;
         Ok(())
     })
 }
@@ -226,6 +261,12 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
             )?;
         }
     }
+    let roles = matrix.as_ref().map(|m| m.roles()).unwrap_or_default();
+    write!(
+        out,
+        "\nUpstream credential per role:\n{}",
+        crate::credentials::describe(&gateway.config().upstream.credentials, roles)
+    )?;
     Ok(())
 }
 

@@ -6,6 +6,15 @@
 //! is the demo issuer's private key (PKCS#8, freshly generated on every run:
 //! tokens of an earlier run stop working), `jwks.json` its public JWKS (with
 //! `kid`), and `tokens/<ROLE>.jwt` one token per role of the demo policy.
+//! `upstream-secrets/<client_id>` holds the client secrets of the reference
+//! upstream's two OAuth2 clients (mode 600): `simgate-admin` (read-write)
+//! and `simgate-reader` (read-only).
+//!
+//! The demo shows the real topology: tools call the gateway with the
+//! internal IdP's JWT; the gateway calls the upstream with the upstream's
+//! own client-credentials token (lifetime [`DEMO_UPSTREAM_TOKEN_TTL`], so a
+//! refresh happens within a minute), and a SIM_READER's requests are
+//! carried by the read-only client.
 
 use std::path::Path;
 
@@ -18,7 +27,16 @@ pub async fn run(dir: &Path, port: u16, admin_port: u16) -> Result<(), BoxError>
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let upstream_addr = upstream.local_addr()?;
-    tokio::spawn(crate::upstream::serve(upstream, std::future::pending()));
+    let clients = upstream_clients(&dir.join("upstream-secrets"))?;
+    let api = crate::upstream::Api::with_oauth(crate::upstream::OAuth::new(
+        clients,
+        DEMO_UPSTREAM_TOKEN_TTL,
+    ));
+    tokio::spawn(crate::upstream::serve_api(
+        upstream,
+        api,
+        std::future::pending(),
+    ));
 
     for (name, text) in DEMO_FILES {
         let path = dir.join(name);
@@ -33,6 +51,16 @@ pub async fn run(dir: &Path, port: u16, admin_port: u16) -> Result<(), BoxError>
     std::fs::write(&config_path, &text).map_err(|e| format!("{}: {e}", config_path.display()))?;
     let config = Config::load(&config_path)?;
     let gateway = crate::stack::Gateway::from_config(config)?;
+    // The upstream tokens are fetched at start; wait for them (bounded).
+    for _ in 0..100 {
+        if gateway.ready().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if let Err(why) = gateway.ready().await {
+        tracing::warn!(%why, "demo gateway not ready yet");
+    }
     let admin = crate::admin::start_configured(&gateway).await?;
     let running = crate::server::start(gateway).await?;
     let url = format!("http://{}", running.local_addr());
@@ -41,8 +69,13 @@ pub async fn run(dir: &Path, port: u16, admin_port: u16) -> Result<(), BoxError>
         .map(|a| format!("http://{}/metrics", a.local_addr()))
         .unwrap_or_default();
     println!(
-        "simgate demo\n  gateway:  {url}\n  upstream: http://{upstream_addr} (reference SIM Integrations API)\n  metrics:  {metrics}\n  config:   {}\n",
-        config_path.display()
+        "simgate demo\n  gateway:  {url}\n  upstream: http://{upstream_addr} (reference SIM Integrations API)\n  metrics:  {metrics}\n  config:   {}\n\n\
+         topology: tool --(IdP JWT)--> gateway --(upstream client-credentials token, {}s)--> upstream\n  \
+         ORG_ADMIN, SERVICE_DESK_ADMIN: client simgate-admin; SIM_READER: read-only client simgate-reader\n  \
+         client secrets: {}\n",
+        config_path.display(),
+        DEMO_UPSTREAM_TOKEN_TTL.as_secs(),
+        dir.join("upstream-secrets").display()
     );
     println!("tokens (valid {}h):", DEMO_TOKEN_TTL / 3600);
     for t in &tokens {
@@ -84,6 +117,39 @@ fn try_lines(url: &str, dir: &Path) -> String {
          simgate audit verify {audit}\n",
         audit = dir.join("audit/audit.jsonl").display()
     )
+}
+
+/// Lifetime of the reference upstream's tokens in the demo.
+pub const DEMO_UPSTREAM_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Generates the reference upstream's two clients, `simgate-admin`
+/// (read-write) and `simgate-reader` (read-only), and writes each secret
+/// into `dir/<client_id>` (mode 600).
+pub fn upstream_clients(dir: &Path) -> Result<Vec<crate::upstream::UpstreamClient>, BoxError> {
+    use crate::upstream::UpstreamClient;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let clients = vec![
+        UpstreamClient::generate("simgate-admin", false),
+        UpstreamClient::generate("simgate-reader", true),
+    ];
+    for c in &clients {
+        let path = dir.join(&c.id);
+        // Created private: the secret is never readable by others.
+        let _ = std::fs::remove_file(&path);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::io::Write::write_all(&mut file, c.secret.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(clients)
 }
 
 /// The demo issuer (written into the demo config).
@@ -169,8 +235,24 @@ listen = "127.0.0.1:{admin_port}"
 
 [upstream]
 url = "{upstream}"
+# simgate authenticates itself with the upstream's own short-lived tokens;
+# a SIM_READER's requests are carried by the read-only client.
+credential = "sailpoint-admin"
+credential_by_role = {{ SIM_READER = "sailpoint-reader" }}
 [upstream.headers]
 "X-SailPoint-Experimental" = "true"
+
+[upstream.credentials.sailpoint-admin]
+kind = "oauth2_client_credentials"
+token_url = "{upstream}/oauth/token"
+client_id = "simgate-admin"
+client_secret_file = "upstream-secrets/simgate-admin"
+
+[upstream.credentials.sailpoint-reader]
+kind = "oauth2_client_credentials"
+token_url = "{upstream}/oauth/token"
+client_id = "simgate-reader"
+client_secret_file = "upstream-secrets/simgate-reader"
 
 [api]
 documents = [

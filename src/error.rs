@@ -152,6 +152,28 @@ pub enum Error {
     #[error("upstream timed out")]
     UpstreamTimeout,
 
+    /// The caller's upstream credential has no valid token (token endpoint
+    /// down, secret refused); nothing was sent upstream (503 + Retry-After).
+    #[error("no valid upstream credential {credential:?}: {reason}")]
+    UpstreamCredentialUnavailable {
+        /// The credential's name.
+        credential: String,
+        /// Why (never containing a secret).
+        reason: String,
+        /// Until the next attempt to get a token.
+        retry_after: Duration,
+    },
+
+    /// The upstream answered 401 to the injected credential, and again to
+    /// the one resend with a new token (502).
+    #[error(
+        "the upstream refused upstream credential {credential:?} (401), also after one refresh and resend"
+    )]
+    UpstreamCredentialRejected {
+        /// The credential's name.
+        credential: String,
+    },
+
     /// A bug or an unexpected condition (500). Details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -187,6 +209,10 @@ pub enum Kind {
     UpstreamUnavailable,
     /// 504.
     Timeout,
+    /// 503: no valid upstream credential; nothing was sent.
+    UpstreamCredentialUnavailable,
+    /// 502: the upstream refused the injected credential twice.
+    UpstreamCredentialRejected,
     /// 500, and every error that is not ours.
     Internal,
     /// Answered by the gateway itself, not a failure (204 to `OPTIONS`).
@@ -210,6 +236,8 @@ impl Kind {
             Kind::Overloaded => "overloaded",
             Kind::UpstreamUnavailable => "upstream_unavailable",
             Kind::Timeout => "timeout",
+            Kind::UpstreamCredentialUnavailable => "upstream_credential_unavailable",
+            Kind::UpstreamCredentialRejected => "upstream_credential_rejected",
             Kind::Internal => "error",
             Kind::Answered => "answered",
         }
@@ -265,6 +293,8 @@ impl Error {
             Error::Overloaded => Kind::Overloaded,
             Error::UpstreamUnavailable(_) => Kind::UpstreamUnavailable,
             Error::UpstreamTimeout => Kind::Timeout,
+            Error::UpstreamCredentialUnavailable { .. } => Kind::UpstreamCredentialUnavailable,
+            Error::UpstreamCredentialRejected { .. } => Kind::UpstreamCredentialRejected,
             Error::Internal(_) => Kind::Internal,
         }
     }

@@ -17,6 +17,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod cors;
+pub mod credentials;
 pub mod demo;
 pub mod error;
 pub mod health;

@@ -14,7 +14,8 @@
 //! | the bounded reason of an authentication failure | [`crate::auth`] |
 //! | principal, operation, path parameters | [`NoteLayer`], from the extensions above it |
 //! | the audit intent's `seq` and the forwarded body's digest | [`crate::audit::AuditIntentLayer`] |
-//! | forwarded; upstream status and time; a create's new id | [`ForwardLayer`], just above the proxy |
+//! | the upstream refused the injected credential and the request was resent | [`crate::credentials`] |
+//! | forwarded; upstream status and time (of the resend, if any); a create's new id | [`ForwardLayer`], just above the proxy |
 //!
 //! When the inner service has answered, [`RecordLayer`] reads the record
 //! once: it writes the audit outcome (durable before the response is sent,
@@ -73,6 +74,10 @@ struct Parts {
     intent: OnceLock<Intent>,
     forwarded: OnceLock<Instant>,
     upstream: OnceLock<(StatusCode, Duration)>,
+    /// The answer to the one resend after a 401 to the injected credential.
+    upstream_resent: OnceLock<(StatusCode, Duration)>,
+    /// The credential whose token the upstream refused (then resent).
+    credential_retry: OnceLock<Arc<str>>,
     created_id: OnceLock<String>,
 }
 
@@ -120,6 +125,8 @@ impl RequestRecord {
                 intent: OnceLock::new(),
                 forwarded: OnceLock::new(),
                 upstream: OnceLock::new(),
+                upstream_resent: OnceLock::new(),
+                credential_retry: OnceLock::new(),
                 created_id: OnceLock::new(),
             }),
         }
@@ -165,9 +172,18 @@ impl RequestRecord {
         let _ = self.inner.forwarded.set(Instant::now());
     }
 
-    /// The upstream answered with `status` after `elapsed` ([`ForwardLayer`]).
+    /// The upstream answered with `status` after `elapsed` ([`ForwardLayer`];
+    /// a second call is the answer to the credential step's one resend).
     pub fn set_upstream(&self, status: StatusCode, elapsed: Duration) {
-        let _ = self.inner.upstream.set((status, elapsed));
+        if self.inner.upstream.set((status, elapsed)).is_err() {
+            let _ = self.inner.upstream_resent.set((status, elapsed));
+        }
+    }
+
+    /// The upstream answered 401 to upstream credential `name`, and the
+    /// request is resent once with a new token ([`crate::credentials`]).
+    pub fn set_credential_retry(&self, name: Arc<str>) {
+        let _ = self.inner.credential_retry.set(name);
     }
 
     /// A create's new id, from the upstream's answer ([`ForwardLayer`]).
@@ -244,9 +260,19 @@ impl RequestRecord {
         self.inner.forwarded.get().is_some()
     }
 
-    /// The upstream's status and time, when it answered.
+    /// The upstream's status and time, when it answered (the resend's, if
+    /// the request was resent).
     pub fn upstream(&self) -> Option<(StatusCode, Duration)> {
-        self.inner.upstream.get().copied()
+        self.inner
+            .upstream_resent
+            .get()
+            .or(self.inner.upstream.get())
+            .copied()
+    }
+
+    /// The credential whose token the upstream refused before the resend.
+    pub fn credential_retry(&self) -> Option<&str> {
+        self.inner.credential_retry.get().map(|n| &**n)
     }
 
     /// A create's new id.

@@ -330,6 +330,32 @@ pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
                 id,
             )
         }
+        Error::UpstreamCredentialUnavailable { retry_after, .. } => {
+            tracing::warn!(request_id = %id, error = %err, "not forwarded");
+            let mut res = dto(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable",
+                &[
+                    "The gateway has no valid credential for the upstream service right now; nothing was sent. Retry later.",
+                ],
+                id,
+            );
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            res
+        }
+        Error::UpstreamCredentialRejected { .. } => {
+            tracing::warn!(request_id = %id, error = %err, "upstream refused the gateway's credential");
+            dto(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway",
+                &[
+                    "The upstream service refused the gateway's credential (401), also after one refresh; the request was not carried out.",
+                ],
+                id,
+            )
+        }
         Error::UpstreamTimeout => dto(
             StatusCode::GATEWAY_TIMEOUT,
             "504 Gateway Timeout",

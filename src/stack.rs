@@ -17,11 +17,13 @@ use crate::auth::{AuthenticateLayer, Authenticator, IssuersHaveKeys};
 use crate::authz::{AuthorizeLayer, Policy};
 use crate::body::Body;
 use crate::config::{Config, Mode};
+use crate::credentials::{Credentials, UpstreamCredentialLayer};
 use crate::error::ConfigError;
 use crate::health::{Health, ReadinessCheck, UpstreamReachable};
 use crate::metrics::Metrics;
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, UpstreamRequestLayer};
 use crate::rate_limit::RateLimiting;
+use crate::rate_limit::client_addr::ClientAddr;
 use crate::record::{ForwardLayer, NoteLayer, RecordLayer};
 use crate::routes::{MatchOperationLayer, OperationTable};
 use crate::validate::{ValidateBodyLayer, Validators};
@@ -34,6 +36,11 @@ pub struct Gateway {
     /// `None` in passthrough mode.
     auth: Option<Arc<Authenticator>>,
     proxy: Proxy,
+    /// Whose forwarding headers are extended rather than replaced (the
+    /// rate limiter's trusted proxies).
+    client_addr: ClientAddr,
+    /// The upstream credentials, started (tokens being fetched).
+    credentials: Credentials,
     /// The OpenAPI operations and the policy; `None` in passthrough mode.
     operations: Option<(Arc<OperationTable>, Arc<Policy>)>,
     /// The audit trail; `None` in passthrough mode.
@@ -90,6 +97,10 @@ impl Gateway {
                 Some(auth)
             }
         };
+        let credentials = Credentials::start(&config.upstream.credentials, &config.path)?;
+        if credentials.has_token_sources() {
+            checks.push(credentials.readiness());
+        }
         let health = Health::new(
             &config.server.health_path,
             &config.server.ready_path,
@@ -127,7 +138,7 @@ impl Gateway {
         let cors = crate::cors::CorsGateLayer::from_section(&config.sections.cors, &config.path)?;
         let rate_limit = config.sections.rate_limit.validate(&config.path)?;
         // One rule for forwarding headers: the rate limiter's trusted proxies.
-        let proxy = proxy.trusting(rate_limit.client_addr.clone());
+        let client_addr = rate_limit.client_addr.clone();
         let rate_limit = match config.server.mode {
             Mode::Passthrough => None,
             // Starts the idle-key sweep on the current runtime.
@@ -159,6 +170,8 @@ impl Gateway {
             health,
             auth,
             proxy,
+            client_addr,
+            credentials,
             operations,
             validators,
             rate_limit,
@@ -166,6 +179,11 @@ impl Gateway {
             cors,
             metrics,
         })
+    }
+
+    /// Runs the readiness checks (what `/readyz` answers).
+    pub async fn ready(&self) -> Result<(), String> {
+        self.health.ready().await
     }
 
     /// The metrics every layer records into.
@@ -276,9 +294,21 @@ impl Gateway {
             .option_layer(self.validators.clone().map(ValidateBodyLayer::new))
             // Audit the intent durably before forwarding (503 when it cannot be).
             .option_layer(self.audit.as_ref().map(Audit::intent_layer))
+            // The caller's upstream credential (503 + Retry-After without a
+            // valid token); one refresh and resend on a 401 from upstream (502
+            // on a second).
+            .layer(UpstreamCredentialLayer::new(
+                self.credentials.clone(),
+                limits.max_body_bytes,
+            ))
             // The upstream phase: forwarded, upstream status and time, a create's new id.
             .layer(ForwardLayer::new(self.audit.is_some()))
-            // Forward to the upstream.
+            // The upstream request, built in one place: URL, hop-by-hop
+            // hygiene, forwarding headers, upstream.headers, Authorization.
+            .layer(
+                UpstreamRequestLayer::new(&self.config.upstream).trusting(self.client_addr.clone()),
+            )
+            // Send it; stream the answer back.
             .service(self.proxy.clone())
     }
 }

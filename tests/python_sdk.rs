@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::gateway::{TestGateway, standard_unlimited};
+use support::gateway::{TestGateway, standard_unlimited, standard_with};
 use support::upstream::spawn_reference;
 
 /// Longest a script may run.
@@ -219,5 +219,68 @@ async fn both_sdks_through_the_gateway() {
         !audit.contains("jesse@example.com"),
         "attributes are redacted"
     );
+    gw.stop().await;
+}
+
+/// Both SDKs through the gateway to a reference upstream that requires its
+/// own OAuth2 tokens (as the vendor's API does): the gateway authenticates
+/// itself with client credentials, refreshing 3-second tokens while the
+/// scripts run, and the caller's IdP token never reaches the upstream.
+#[tokio::test]
+async fn both_sdks_through_the_gateway_with_upstream_client_credentials() {
+    use simgate::upstream::{Api, OAuth, UpstreamClient};
+    let client = UpstreamClient::generate("simgate-admin", false);
+    let oauth = OAuth::new(vec![client.clone()], Duration::from_secs(3));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let api = Api::with_oauth(oauth.clone());
+    tokio::spawn(simgate::upstream::serve_api(
+        listener,
+        api.clone(),
+        std::future::pending(),
+    ));
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("simgate-admin");
+    std::fs::write(&secret, &client.secret).unwrap();
+    let upstream = format!(
+        "credential = \"admin\"\n\
+         [upstream.credentials.admin]\n\
+         kind = \"oauth2_client_credentials\"\n\
+         token_url = \"http://{addr}/oauth/token\"\n\
+         client_id = \"simgate-admin\"\n\
+         client_secret_file = \"{}\"\n",
+        secret.display()
+    );
+    let body = format!(
+        "{}\n[rate_limit.reads]\nrequests_per_second = 100000\nburst = 100000\n\n[rate_limit.mutations]\nrequests_per_second = 100000\nburst = 100000\n",
+        standard_with(&format!("http://{addr}"), &upstream)
+    );
+    let gw = TestGateway::start(&body).await;
+    for _ in 0..200 {
+        if support::http::get(&gw.url("/readyz"), None).await.status == 200 {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let token = support::tokens::token(
+        "sdk-client",
+        &["ORG_ADMIN"],
+        &[
+            "idn:service-desk-integration:manage",
+            "idn:service-desk-integration:read",
+        ],
+    );
+    for sdk in [Sdk::One, Sdk::Two] {
+        let Some(out) = run_sdk(sdk, &gw.url(""), &token).await else {
+            return;
+        };
+        assert!(out.contains("all 9 operations passed"), "{out}");
+    }
+    assert!(api.is_empty(), "the scripts delete what they create");
+    assert!(
+        oauth.calls("simgate-admin", &http::Method::POST, 200) >= 2,
+        "creates went upstream with the gateway's own token"
+    );
+    assert!(oauth.token_requests() >= 1);
     gw.stop().await;
 }

@@ -3,7 +3,7 @@
 //!
 //! | what the record says | decision |
 //! |---|---|
-//! | the upstream answered (any status) | `allowed` + `upstream_status`, `created_id` for a create |
+//! | the upstream answered (any status) | `allowed` + `upstream_status`, `created_id` for a create; `reason` says so when it was resent after a 401 to the upstream credential |
 //! | forwarded, then failed (unreachable, timeout) | `upstream_error` |
 //! | failed before forwarding | from the failure: `unauthenticated`, `forbidden`, `rate_limited`, `invalid`, else `error` |
 //!
@@ -116,6 +116,11 @@ impl Audit {
             (None, upstream) => {
                 r.upstream_status = upstream.map(|(status, _)| status.as_u16());
                 r.created_id = record.created_id().map(str::to_owned);
+                if let Some(name) = record.credential_retry() {
+                    r.reason = Some(format!(
+                        "upstream answered 401 to upstream credential {name:?}; sent again once with a new token"
+                    ));
+                }
             }
         }
         Some(r)

@@ -129,9 +129,23 @@ pub struct UpstreamSection {
     pub pool_idle_timeout: Option<String>,
     /// Idle pooled connections kept per upstream host.
     pub pool_max_idle: Option<usize>,
-    /// `strip` (default): the client's `Authorization` is not sent upstream;
-    /// `forward`: it is.
+    /// Older form of the credential choice: `strip` (the default: the
+    /// client's `Authorization` is not sent upstream) or `forward` (it is,
+    /// as with a `forward` credential). Not combinable with `credential`.
     pub authorization: Option<String>,
+    /// The named credential used for every caller no `credential_by_role`
+    /// entry matches.
+    pub credential: Option<String>,
+    /// Role → credential name; the first entry naming one of the caller's
+    /// roles, in the order written, wins.
+    #[serde(default)]
+    pub credential_by_role: crate::credentials::config::RoleCredentials,
+    /// `[upstream.credentials.NAME]`: how simgate authenticates itself.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, crate::credentials::config::CredentialSection>,
+    /// Extra PEM CA certificates trusted for an `https://` upstream, besides
+    /// the system roots.
+    pub ca_file: Option<String>,
     /// Send the client's `Host` instead of the upstream's authority.
     #[serde(default)]
     pub preserve_host: bool,

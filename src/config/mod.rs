@@ -116,8 +116,12 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections per host.
     pub pool_max_idle: usize,
-    /// Client `Authorization` handling.
+    /// Client `Authorization` handling (the older key; see `credentials`).
     pub authorization: UpstreamAuthorization,
+    /// Named upstream credentials and who uses which (validated, not started).
+    pub credentials: crate::credentials::CredentialsConfig,
+    /// Extra CA certificates for an `https://` upstream.
+    pub ca_file: Option<PathBuf>,
     /// Send the client's Host.
     pub preserve_host: bool,
     /// Headers added to every upstream request.
@@ -185,7 +189,7 @@ impl Config {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let server = server(&file.server, path, &base_dir)?;
-        let upstream = upstream(&file.upstream, path)?;
+        let upstream = upstream(&file.upstream, path, &base_dir)?;
         let limits = limits(&file.limits, path)?;
         let log = log(&file.log, path)?;
         let admin = admin(&file.admin, &server, path)?;
@@ -308,7 +312,11 @@ fn server(s: &file::ServerSection, path: &Path, base: &Path) -> Result<ServerCon
     })
 }
 
-fn upstream(u: &file::UpstreamSection, path: &Path) -> Result<UpstreamConfig, ConfigError> {
+fn upstream(
+    u: &file::UpstreamSection,
+    path: &Path,
+    base: &Path,
+) -> Result<UpstreamConfig, ConfigError> {
     let url: Uri = u
         .url
         .parse()
@@ -371,6 +379,15 @@ fn upstream(u: &file::UpstreamSection, path: &Path) -> Result<UpstreamConfig, Co
         )?,
         pool_max_idle: u.pool_max_idle.unwrap_or(256),
         authorization,
+        credentials: crate::credentials::CredentialsConfig::validate(
+            &u.credentials,
+            u.credential.as_deref(),
+            &u.credential_by_role,
+            u.authorization.as_deref(),
+            path,
+            base,
+        )?,
+        ca_file: u.ca_file.as_deref().map(|p| resolve(base, Path::new(p))),
         preserve_host: u.preserve_host,
         headers,
     })

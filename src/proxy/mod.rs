@@ -1,31 +1,33 @@
 //! The innermost service: sends the request to the upstream and streams the
 //! answer back.
 //!
-//! The upstream URL's scheme and authority replace the request's, its path
-//! (if any) is prefixed to the request path, the query is kept as received.
-//! Header hygiene is in [`headers`]. Connection failures become 502
-//! ([`Error::UpstreamUnavailable`]), a response that does not start within
-//! `upstream.response_timeout` becomes 504 ([`Error::UpstreamTimeout`]).
+//! The upstream request is built above it, in one step ([`rewrite`]: URL,
+//! header hygiene, forwarding headers, credential); [`Proxy`] only sends it
+//! and cleans the response's hop-by-hop headers ([`headers`]). Connection
+//! failures become 502 ([`Error::UpstreamUnavailable`]), a response that
+//! does not start within `upstream.response_timeout` becomes 504
+//! ([`Error::UpstreamTimeout`]). An `https://` upstream is verified against
+//! the system roots plus `upstream.ca_file`.
 
 pub mod headers;
+pub mod rewrite;
+
+pub use rewrite::UpstreamRequestLayer;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{AUTHORIZATION, HOST};
-use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http::uri::Scheme;
+use http::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
 
 use crate::body::{Body, BoxError, boxed};
-use crate::config::{UpstreamAuthorization, UpstreamConfig};
+use crate::config::UpstreamConfig;
 use crate::error::Error;
-use crate::net::{PeerAddr, Tls};
-use crate::rate_limit::client_addr::ClientAddr;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -34,9 +36,6 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub struct Proxy {
     client: Client<Connector, Body>,
     upstream: Arc<UpstreamConfig>,
-    /// Whose forwarding headers are extended rather than replaced (the
-    /// rate limiter's rule, [`ClientAddr`]).
-    client_addr: ClientAddr,
 }
 
 impl Proxy {
@@ -46,8 +45,10 @@ impl Proxy {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(upstream.connect_timeout));
+        // System roots plus `upstream.ca_file`.
+        let roots = crate::credentials::oauth::client_tls(upstream.ca_file.as_deref())?;
         let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()?
+            .with_tls_config(roots)
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -60,78 +61,7 @@ impl Proxy {
         Ok(Proxy {
             client,
             upstream: Arc::new(upstream.clone()),
-            client_addr: ClientAddr::default(),
         })
-    }
-
-    /// Extends the forwarding headers of requests from the trusted proxies
-    /// of `client_addr`; from anyone else they are replaced.
-    pub fn trusting(mut self, client_addr: ClientAddr) -> Self {
-        self.client_addr = client_addr;
-        self
-    }
-
-    fn rewrite(&self, req: &mut Request<Body>) -> Result<(), BoxError> {
-        let base = &self.upstream.url;
-        let prefix = base.path().trim_end_matches('/');
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(PathAndQuery::as_str)
-            .unwrap_or("/");
-        let pq: PathAndQuery = if prefix.is_empty() {
-            pq.parse()?
-        } else {
-            format!("{prefix}{pq}").parse()?
-        };
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = base.scheme().cloned();
-        parts.authority = base.authority().cloned();
-        parts.path_and_query = Some(pq);
-        let uri = Uri::from_parts(parts)?;
-
-        // An absolute-form target's authority wins over Host (RFC 9112
-        // §3.2.2); HTTP/2's :authority arrives the same way.
-        let client_host = req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .or_else(|| req.headers().get(HOST).cloned());
-        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-        let tls = req.extensions().get::<Tls>().is_some_and(|t| t.0);
-
-        let h = req.headers_mut();
-        headers::strip_hop_by_hop(h);
-        for name in &headers::METHOD_OVERRIDE {
-            h.remove(name);
-        }
-        if self.upstream.authorization == UpstreamAuthorization::Strip {
-            h.remove(AUTHORIZATION);
-        }
-        if let Some(ip) = peer {
-            headers::set_forwarding(
-                h,
-                ip,
-                self.client_addr.trusts(ip),
-                if tls { "https" } else { "http" },
-                client_host.as_ref(),
-            );
-        }
-        if self.upstream.preserve_host {
-            if let Some(host) = client_host {
-                h.insert(HOST, host);
-            }
-        } else {
-            // hyper's client sets Host from the URI when it is absent.
-            headers::remove_host(h);
-        }
-        for (name, value) in &self.upstream.headers {
-            h.insert(name.clone(), value.clone());
-        }
-        *req.uri_mut() = uri;
-        // The upstream connection's version is the client's business.
-        *req.version_mut() = http::Version::HTTP_11;
-        Ok(())
     }
 }
 
@@ -144,12 +74,7 @@ impl Service<Request<Body>> for Proxy {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        if let Err(e) = self.rewrite(&mut req) {
-            return Box::pin(async move {
-                Err(Error::Internal(format!("cannot build upstream request: {e}")).into())
-            });
-        }
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
         let fut = self.client.request(req);
         let timeout = self.upstream.response_timeout;
         Box::pin(async move {

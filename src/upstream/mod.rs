@@ -3,8 +3,12 @@
 //! the gateway.
 //!
 //! It is a **reference server, not a product database**: everything lives
-//! in memory and is gone when the process stops, and there is no
-//! authentication (that is the gateway's job).
+//! in memory and is gone when the process stops. By default it is open;
+//! with a client registry ([`Api::with_oauth`], [`oauth`]) it is a stand-in
+//! for the vendor's own authentication too: a SailPoint-shaped
+//! `POST /oauth/token` (client-credentials grant) and API paths that need
+//! one of its tokens (401 without a valid one, 403 when a read-only client
+//! tries a change).
 //!
 //! All seven operations answer under both path families, `/beta/sim-integrations…`
 //! and `/sim-integrations/v1…`, over one shared store, with the status codes
@@ -50,6 +54,7 @@
 //! ```
 
 mod dto;
+pub mod oauth;
 mod patch;
 mod reply;
 mod route;
@@ -71,6 +76,7 @@ use tokio::net::TcpListener;
 
 use crate::body::{Body, BoxError};
 use crate::request_id::{RequestId, X_REQUEST_ID};
+pub use oauth::{OAuth, UpstreamClient};
 use reply::Failure;
 use route::Route;
 use store::Store;
@@ -85,12 +91,23 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Default)]
 pub struct Api {
     store: Arc<Store>,
+    /// The client registry; `None`: no authentication.
+    oauth: Option<Arc<OAuth>>,
 }
 
 impl Api {
     /// An API with an empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An API with an empty store whose paths need a token from `oauth`'s
+    /// `/oauth/token`.
+    pub fn with_oauth(oauth: Arc<OAuth>) -> Self {
+        Api {
+            store: Arc::default(),
+            oauth: Some(oauth),
+        }
     }
 
     /// How many integrations are stored.
@@ -111,6 +128,21 @@ impl Api {
         B::Error: Into<BoxError>,
     {
         let tracking_id = tracking_id(req.headers());
+        if let Some(oauth) = &self.oauth {
+            if req.uri().path() == oauth::TOKEN_PATH {
+                if req.method() != Method::POST {
+                    return Failure::method_not_allowed("POST").respond(tracking_id.as_str());
+                }
+                let (parts, body) = req.into_parts();
+                return match read(body).await {
+                    Ok(bytes) => oauth.token_endpoint(&parts.headers, &bytes),
+                    Err(failure) => failure.respond(tracking_id.as_str()),
+                };
+            }
+            if let Some(res) = oauth.check(req.method(), req.headers(), tracking_id.as_str()) {
+                return res;
+            }
+        }
         match self.dispatch(req).await {
             Ok(res) => res,
             Err(failure) => failure.respond(tracking_id.as_str()),

@@ -46,6 +46,16 @@ impl Failure {
         }
     }
 
+    /// 403: the caller may not do this.
+    pub(crate) fn forbidden(text: impl Into<String>) -> Failure {
+        Failure {
+            status: StatusCode::FORBIDDEN,
+            detail_code: "403 Forbidden",
+            text: text.into(),
+            allow: None,
+        }
+    }
+
     /// 404: no such integration (or no such path).
     pub(crate) fn not_found() -> Failure {
         Failure {

@@ -30,11 +30,18 @@ leeway_seconds = 30
 /// The standard test config for an upstream: full gateway mode with the
 /// test issuer, the repository's OpenAPI documents and policy.
 pub fn standard(upstream_url: &str) -> String {
+    standard_with(upstream_url, "")
+}
+
+/// [`standard`] with `upstream_extra` lines in the `[upstream]` table
+/// (upstream credentials, …).
+pub fn standard_with(upstream_url: &str, upstream_extra: &str) -> String {
     let repo = env!("CARGO_MANIFEST_DIR");
     format!(
         r#"
 [upstream]
 url = "{upstream_url}"
+{upstream_extra}
 {auth}
 [api]
 documents = [

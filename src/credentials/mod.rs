@@ -1,0 +1,235 @@
+//! Upstream credentials: how simgate authenticates itself to the API it
+//! guards, chosen per caller.
+//!
+//! Named credentials (`[upstream.credentials.NAME]`) are of three kinds:
+//!
+//! | kind | what the upstream gets |
+//! |---|---|
+//! | `oauth2_client_credentials` | `Bearer <token>` from the vendor's token endpoint, refreshed ahead of expiry ([`source`]) |
+//! | `bearer` | `Bearer <token>` read once at start from `token_file` or `token_env` |
+//! | `forward` | the caller's own `Authorization`, as received |
+//!
+//! `upstream.credential` is the default; `upstream.credential_by_role` maps
+//! roles to credentials, and a caller holding several roles gets the first
+//! entry, in the order written, that names one of them. With no credential
+//! configured the caller's `Authorization` is removed and nothing is added.
+//!
+//! Configuration ([`config`]) is a value: validating it reads nothing.
+//! [`Credentials::start`] is the step that reads the secrets (warning about
+//! files readable by group or others) and starts one refresh task per OAuth2
+//! credential; dropping the [`Credentials`] ends them, so a reload can build
+//! a new generation and swap it in.
+//!
+//! The request step is [`layer`]; it refuses (503, [`Error::UpstreamCredentialUnavailable`])
+//! a request whose credential has no valid token, and turns a second 401
+//! from the upstream into 502 ([`Error::UpstreamCredentialRejected`]).
+//! Secrets and tokens are never in `Debug` output, logs or errors.
+//!
+//! [`Error::UpstreamCredentialUnavailable`]: crate::error::Error::UpstreamCredentialUnavailable
+//! [`Error::UpstreamCredentialRejected`]: crate::error::Error::UpstreamCredentialRejected
+
+pub mod config;
+pub(crate) mod layer;
+pub(crate) mod oauth;
+pub(crate) mod secret;
+pub(crate) mod source;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+pub use config::CredentialsConfig;
+pub(crate) use layer::{UpstreamAuth, UpstreamCredentialLayer};
+
+use crate::error::ConfigError;
+use crate::health::{CheckFuture, ReadinessCheck};
+use source::TokenSource;
+
+/// A started credential.
+#[derive(Debug)]
+pub(crate) enum Started {
+    /// Tokens from a client-credentials grant.
+    OAuth2(Arc<TokenSource>),
+    /// A static `Bearer` value (marked sensitive).
+    Bearer(HeaderValue),
+    /// The caller's own `Authorization`.
+    Forward,
+}
+
+/// The started credentials: cheap to clone, shared by every request.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    config: CredentialsConfig,
+    started: Vec<(Arc<str>, Started)>,
+}
+
+impl Credentials {
+    /// Reads the secrets of `config` and starts fetching tokens (on the
+    /// current runtime, if there is one). Errors name the file and key.
+    pub fn start(config: &CredentialsConfig, file: &Path) -> Result<Credentials, ConfigError> {
+        let mut started = Vec::new();
+        for (name, spec) in &config.named {
+            let key = |k: &str| format!("upstream.credentials.{name}.{k}");
+            let credential = match spec {
+                config::CredentialSpec::Forward => Started::Forward,
+                config::CredentialSpec::Bearer(src) => {
+                    let token = src
+                        .read()
+                        .map_err(|e| ConfigError::at(file, &key("token_file"), e))?;
+                    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                        .map_err(|_| {
+                            ConfigError::at(file, &key("token_file"), "not a valid header value")
+                        })?;
+                    value.set_sensitive(true);
+                    Started::Bearer(value)
+                }
+                config::CredentialSpec::OAuth2(spec) => {
+                    let secret = spec
+                        .secret
+                        .read()
+                        .map_err(|e| ConfigError::at(file, &key("client_secret_file"), e))?;
+                    let client = oauth::ClientCredentials::new((**spec).clone(), secret)
+                        .map_err(|e| ConfigError::at(file, &key("ca_file"), e))?;
+                    let source = Arc::new(TokenSource::new(name, Box::new(client), spec.retry_max));
+                    source::spawn_refresher(&source);
+                    Started::OAuth2(source)
+                }
+            };
+            started.push((Arc::from(name.as_str()), credential));
+        }
+        Ok(Credentials {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                started,
+            }),
+        })
+    }
+
+    /// The credential for a caller with `roles`, with its name.
+    pub(crate) fn select(&self, roles: &[String]) -> Option<(&Arc<str>, &Started)> {
+        let name = self.inner.config.select(roles)?;
+        self.inner
+            .started
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(n, s)| (n, s))
+    }
+
+    /// Whether any credential needs a token from an endpoint.
+    pub fn has_token_sources(&self) -> bool {
+        self.inner
+            .started
+            .iter()
+            .any(|(_, s)| matches!(s, Started::OAuth2(_)))
+    }
+
+    /// The readiness check: every OAuth2 credential holds a valid token.
+    pub fn readiness(&self) -> Arc<dyn ReadinessCheck> {
+        Arc::new(CredentialsHaveTokens(self.clone()))
+    }
+}
+
+/// Ready when every OAuth2 credential holds a valid token.
+#[derive(Debug)]
+struct CredentialsHaveTokens(Credentials);
+
+impl ReadinessCheck for CredentialsHaveTokens {
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            for (name, started) in &self.0.inner.started {
+                if let Started::OAuth2(source) = started
+                    && !source.has_valid_token()
+                {
+                    return Err(format!(
+                        "upstream credential {name:?} has no valid token yet"
+                    ));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The text `simgate check` prints: which credential each role uses (the
+/// policy's `roles`, then any other role `credential_by_role` names), and
+/// the default. Names and kinds only, never a secret.
+pub fn describe(config: &CredentialsConfig, roles: &[String]) -> String {
+    use std::fmt::Write as _;
+    let mut all: Vec<&str> = roles.iter().map(String::as_str).collect();
+    for (role, _) in &config.by_role {
+        if !all.contains(&role.as_str()) {
+            all.push(role);
+        }
+    }
+    let show = |name: Option<&str>| match name {
+        Some(n) => format!("{n} ({})", config.kind_of(n).unwrap_or("?")),
+        None => "none (the caller's Authorization is removed)".to_owned(),
+    };
+    let width = all.iter().map(|r| r.len()).max().unwrap_or(0).max(16);
+    let mut out = String::new();
+    for role in all {
+        let _ = writeln!(
+            out,
+            "  {role:<width$}  {}",
+            show(config.credential_for_role(role))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  {:<width$}  {}",
+        "(other callers)",
+        show(config.default.as_deref())
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn started_credentials_never_show_secrets_in_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "static-token-d3b6\n").unwrap();
+        std::fs::write(dir.path().join("secret"), "client-secret-a1f9\n").unwrap();
+        let text = r#"
+[a]
+kind = "bearer"
+token_file = "token"
+[b]
+kind = "oauth2_client_credentials"
+token_url = "https://idp.example/oauth/token"
+client_id = "gw"
+client_secret_file = "secret"
+"#;
+        let sections: BTreeMap<String, config::CredentialSection> = toml::from_str(text).unwrap();
+        let file = dir.path().join("simgate.toml");
+        let by_role = config::RoleCredentials(vec![("SIM_READER".into(), "a".into())]);
+        let cfg =
+            CredentialsConfig::validate(&sections, Some("b"), &by_role, None, &file, dir.path())
+                .unwrap();
+        // No runtime here: nothing is fetched, only secrets are read.
+        let creds = Credentials::start(&cfg, &file).unwrap();
+        let shown = format!("{creds:?} {cfg:?} {sections:?}");
+        assert!(!shown.contains("static-token-d3b6"), "{shown}");
+        assert!(!shown.contains("client-secret-a1f9"), "{shown}");
+        assert!(matches!(
+            creds.select(&["SIM_READER".into()]),
+            Some((n, Started::Bearer(_))) if &**n == "a"
+        ));
+        assert!(matches!(creds.select(&[]), Some((n, Started::OAuth2(_))) if &**n == "b"));
+        let text = describe(&cfg, &["ORG_ADMIN".into()]);
+        assert!(
+            text.contains("SIM_READER") && text.contains("a (bearer)"),
+            "{text}"
+        );
+        assert!(text.contains("ORG_ADMIN") && text.contains("b (oauth2_client_credentials)"));
+    }
+}
