@@ -47,9 +47,10 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
     },
-    /// Validate a config file (exit 0 when valid, 1 when not) and print the
-    /// effective access matrix (operations × roles), warning about
-    /// operations no role can call.
+    /// Validate a config file and every file it names (exit 0 when valid, 1
+    /// when not) and print the effective access matrix (operations × roles),
+    /// warning about operations no role can call. Creates no file and starts
+    /// nothing.
     Check {
         /// The TOML config file.
         #[arg(long, short, default_value = "config/simgate.toml")]
@@ -150,6 +151,8 @@ fn serve(path: PathBuf, log_format: Option<String>) -> Result<(), BoxError> {
     crate::telemetry::init(format, &config.log.level);
     runtime()?.block_on(async move {
         let gateway = crate::stack::Gateway::from_config(config)?;
+        // Before the listener opens: a SIGHUP from then on reloads.
+        tokio::spawn(crate::reload::on_sighup(gateway.clone())?);
         let running = crate::server::start(gateway).await?;
         tracing::info!(addr = %running.local_addr(), "simgate listening");
         let stop = running.stopper();
@@ -175,9 +178,9 @@ fn upstream(listen: SocketAddr) -> Result<(), BoxError> {
 
 fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
     use std::io::Write;
-    let config = Config::load(&path)?;
-    let gateway = crate::stack::Gateway::from_config(config)?;
-    let matrix = match (gateway.operations(), gateway.policy()) {
+    // Validation only: reads the files, creates none, starts nothing.
+    let generation = crate::generation::Generation::load(&path)?;
+    let matrix = match (generation.operations(), generation.policy()) {
         (Some(table), Some(policy)) => Some(crate::authz::AccessMatrix::new(table, policy)),
         _ => None,
     };
@@ -195,7 +198,7 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
         writeln!(out, "{value:#}")?;
         return Ok(());
     }
-    writeln!(out, "{}: ok", gateway.config().path.display())?;
+    writeln!(out, "{}: ok", generation.config().path.display())?;
     match &matrix {
         Some(m) => write!(out, "\nAccess matrix:\n{m}")?,
         None => writeln!(

@@ -65,6 +65,16 @@ where
         }
     }
 
+    /// Its name (in the headers).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its quota.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
     /// Counts one request of `key`.
     pub fn check(&self, key: &K) -> Verdict {
         let interval = self.quota.replenish_interval();

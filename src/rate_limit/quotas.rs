@@ -82,8 +82,25 @@ impl ClientQuotas {
 impl<C: Clock + Clone> ClientQuotas<C> {
     /// The quotas of `config`, timed by `clock` (a fake one in tests).
     pub fn with_clock(config: &RateLimitConfig, clock: C) -> Self {
-        let reads = Arc::new(Policy::new("reads", config.reads, clock.clone()));
-        let mutations = Arc::new(Policy::new("mutations", config.mutations, clock.clone()));
+        Self::carrying(config, clock, None)
+    }
+
+    /// Like [`ClientQuotas::with_clock`], keeping the state (the clients'
+    /// buckets) of every policy of `previous` whose name and quota did not
+    /// change (after a reload).
+    pub fn carrying(config: &RateLimitConfig, clock: C, previous: Option<&Self>) -> Self {
+        let policy = |name: &str, quota: governor::Quota| -> Shared<C> {
+            previous
+                .and_then(|p| {
+                    p.policies
+                        .iter()
+                        .find(|old| old.name() == name && old.quota() == quota)
+                })
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Policy::new(name, quota, clock.clone())))
+        };
+        let reads = policy("reads", config.reads);
+        let mutations = policy("mutations", config.mutations);
         let mut policies = vec![reads.clone(), mutations.clone()];
         let mut by_client = HashMap::new();
         let mut by_role = Vec::new();
@@ -97,8 +114,7 @@ impl<C: Clock + Clone> ClientQuotas<C> {
             let mut own =
                 |class: &str, quota: &Option<governor::Quota>, default: &Shared<C>| match quota {
                     Some(q) => {
-                        let p =
-                            Arc::new(Policy::new(&format!("{name}-{class}"), *q, clock.clone()));
+                        let p = policy(&format!("{name}-{class}"), *q);
                         policies.push(p.clone());
                         p
                     }
