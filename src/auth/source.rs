@@ -313,8 +313,9 @@ async fn poll_file(source: Weak<KeySource>, path: PathBuf, every: Duration) {
                     tracing::warn!(file = %path.display(), "JWKS key skipped: {why}");
                 }
                 if !src.current.load().same_keys(&set) {
-                    tracing::info!(file = %path.display(), keys = set.len(), "JWKS file changed: keys updated");
+                    let keys = set.len();
                     src.current.store(Arc::new(set));
+                    tracing::info!(file = %path.display(), keys, "JWKS file changed: keys updated");
                 }
             }
             Err(why) => tracing::warn!(
