@@ -16,7 +16,15 @@
 #   --out FILE        where the markdown report goes
 #   --no-pin          do not pin the proxy and the load generator to cores
 #   --no-install      do not install missing tools (fail instead)
-#   --no-build        use the existing release binary
+#   --no-build        use the existing release binary and minimal proxy
+#   --upstream U      what the proxies forward to: `static` (nginx answering
+#                     one fixed JSON, on the load generator's core) or
+#                     `reference` (simgate's reference SIM Integrations API) [static]
+#   --baseline-bin B  also measure simgate binary B (passthrough and full
+#                     stack) side by side, e.g. a build from before a change
+#   --profile         after the measurements, profile simgate passthrough and
+#                     full stack with perf under wrk load (needs linux-perf)
+#   --profile-secs S  length of each profile [5]
 #   --preliminary     mark the report as preliminary
 #   --keep            keep the work folder (configs, logs, raw results)
 #   --upstream-bin B  run `B upstream --listen ADDR` as the reference upstream
@@ -32,6 +40,7 @@ source "$HERE/lib/jwt.sh"
 
 RUNS=3 RATE=1000 PATCH_RATE=100 RATE_SECS=4 SAT_SECS=3 CONNS=32 RATE_CONNS=16
 QUICK=0 PIN=1 INSTALL=1 BUILD=1 KEEP=0 PRELIMINARY=0 OUT="" UPSTREAM_BIN=""
+UPSTREAM_KIND=static BASELINE_BIN="" PROFILE=0 PROFILE_SECS=5
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1 ;;
@@ -48,6 +57,10 @@ while [ $# -gt 0 ]; do
     --preliminary) PRELIMINARY=1 ;;
     --keep) KEEP=1 ;;
     --upstream-bin) UPSTREAM_BIN=$2; shift ;;
+    --upstream) UPSTREAM_KIND=$2; shift ;;
+    --baseline-bin) BASELINE_BIN=$2; shift ;;
+    --profile) PROFILE=1 ;;
+    --profile-secs) PROFILE_SECS=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
@@ -56,6 +69,8 @@ done
 if [ "$QUICK" = 1 ]; then
     RUNS=1 RATE=500 PATCH_RATE=100 RATE_SECS=1 SAT_SECS=1
 fi
+case $UPSTREAM_KIND in static | reference) ;; *) die "--upstream: static or reference" ;; esac
+[ -z "$BASELINE_BIN" ] || [ -x "$BASELINE_BIN" ] || die "--baseline-bin: $BASELINE_BIN is not executable"
 
 # --- tools -------------------------------------------------------------------
 export PATH="$PATH:$HOME/.cargo/bin"
@@ -81,16 +96,13 @@ need_apt openssl openssl
 need_apt xxd xxd
 need_apt taskset util-linux
 need_apt python3 python3
-if ! command -v oha >/dev/null; then
-    [ "$INSTALL" = 1 ] || die "oha is missing (cargo install oha --locked)"
-    log "installing oha from crates.io (a few minutes, once)"
-    cargo install oha --locked --no-default-features
-fi
+need_apt h2load nghttp2-client
+[ "$PROFILE" = 0 ] || need_apt perf linux-perf
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 if [ "$BUILD" = 1 ]; then
     log "cargo build --release"
-    (cd "$REPO" && cargo build --release --quiet --bin simgate)
+    (cd "$REPO" && cargo build --release --quiet --bin simgate --example minimal_proxy)
 fi
 if [ "$QUICK" = 1 ]; then
     OUT=${OUT:-$TARGET_DIR/bench/PERFORMANCE.quick.md}
@@ -99,6 +111,8 @@ OUT=${OUT:-$REPO/docs/PERFORMANCE.md}
 SIMGATE=$TARGET_DIR/release/simgate
 [ -x "$SIMGATE" ] || die "$SIMGATE not found (build with cargo build --release)"
 UPSTREAM_BIN=${UPSTREAM_BIN:-$SIMGATE}
+MINIMAL=$TARGET_DIR/release/examples/minimal_proxy
+[ -x "$MINIMAL" ] || die "$MINIMAL not found (cargo build --release --example minimal_proxy)"
 
 # --- work folder, clean-up ---------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/simgate-bench.XXXXXX")
@@ -115,7 +129,7 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-mkdir -p "$WORK/nginx-tmp" "$WORK/logs" "$WORK/raw"
+mkdir -p "$WORK/nginx-tmp" "$WORK/nginx-upstream-tmp" "$WORK/logs" "$WORK/raw"
 RESULTS=$WORK/results.jsonl
 : >"$RESULTS"
 
@@ -186,6 +200,20 @@ PATCH_BODY='[{"op":"replace","path":"/description","value":"patched by benches/r
 PATCH_CTYPE=application/json-patch+json
 log "seeded integration $ID"
 
+# The static upstream: nginx with one fixed JSON answer, on the load core.
+if [ "$UPSTREAM_KIND" = static ]; then
+    STATIC_PORT=$(free_port)
+    render "$HERE/conf/nginx-upstream.conf" "$WORK/nginx-upstream.conf" \
+        DIR="$WORK" PORT="$STATIC_PORT" ID="$ID"
+    spawn static-upstream "$WORK/logs/static-upstream.log" \
+        "${LOAD_ON[@]}" nginx -c "$WORK/nginx-upstream.conf" -p "$WORK"
+    UP_PID=$SPAWN_PID
+    UPSTREAM=127.0.0.1:$STATIC_PORT
+    wait_http "http://$UPSTREAM$ITEM" "$UP_PID" ||
+        die "static upstream did not start: $(cat "$WORK/nginx-upstream-error.log" 2>/dev/null)"
+fi
+log "proxies forward to the $UPSTREAM_KIND upstream at $UPSTREAM"
+
 # --- the servers under test --------------------------------------------------
 declare -A URL PGID STATE NOTE IDLE_KB
 CONFIGS=()
@@ -223,17 +251,31 @@ start_haproxy() {
 # start_simgate NAME TEMPLATE [AUDIT_FLUSH [AUTH_CACHE]]: renders the config, leaves out
 # the layer parts the binary refuses (see accept_layers), starts it.
 declare -A LAYERS_ON LAYERS_OFF
+# Settings through the environment: SIMGATE_BIN (the binary, default the
+# one just built), LOG_LEVEL (warn: no access log; info: the access log, to
+# a file, as the default config writes it), SERVER_EXTRA (lines added to
+# [server], e.g. the runtime model; empty for a baseline binary that may not
+# know the keys).
 start_simgate() {
     local name=$1 template=$2 flush=${3:-batch} cache=${4:-10000} port conf
+    local bin=${SIMGATE_BIN:-$SIMGATE} level=${LOG_LEVEL:-warn}
     port=$(free_port)
     conf=$WORK/$name.toml
     render "$HERE/conf/$template" "$WORK/$name.full.toml" \
         PORT="$port" UPSTREAM="$UPSTREAM" DIR="$WORK" REPO="$REPO" ISS="$ISS" AUD="$AUD" \
-        RATE_LIMIT="$RATE_LIMIT" AUDIT_FLUSH="$flush" AUTH_CACHE="$cache" CONFIG_NAME="$name"
-    accept_layers "$WORK/$name.full.toml" "$conf" "$name"
-    spawn "$name" "$WORK/logs/$name.log" env RUST_LOG=warn \
-        "${SUT_ON[@]}" "$SIMGATE" serve --config "$conf"
+        RATE_LIMIT="$RATE_LIMIT" AUDIT_FLUSH="$flush" AUTH_CACHE="$cache" CONFIG_NAME="$name" \
+        LOG_LEVEL="$level" SERVER_EXTRA="${SERVER_EXTRA:-}"
+    SIMGATE_CHECK=$bin accept_layers "$WORK/$name.full.toml" "$conf" "$name"
+    spawn "$name" "$WORK/logs/$name.log" env RUST_LOG="$level" \
+        "${SUT_ON[@]}" "$bin" serve --config "$conf"
     add_config "$name" "http://127.0.0.1:$port" "$SPAWN_PID"
+}
+
+start_minimal() {
+    local port
+    port=$(free_port)
+    spawn minimal "$WORK/logs/minimal.log" "${SUT_ON[@]}" "$MINIMAL" "127.0.0.1:$port" "$UPSTREAM"
+    add_config minimal "http://127.0.0.1:$port" "$SPAWN_PID"
 }
 
 # accept_layers FULL OUT NAME: FULL as is when `simgate check` accepts it;
@@ -258,7 +300,7 @@ PY
     n=${#parts[@]}
     layers_ok() { # layers_ok PART...: does head + these parts pass the check?
         cat "$WORK/parts.$name/00-head" "$@" >"$out"
-        "$SIMGATE" check --config "$out" >"$WORK/logs/$name.check" 2>&1
+        "${SIMGATE_CHECK:-$SIMGATE}" check --config "$out" >"$WORK/logs/$name.check" 2>&1
     }
     if layers_ok "${parts[@]}"; then
         kept=("${parts[@]}")
@@ -294,10 +336,17 @@ PY
 
 start_nginx
 start_haproxy
+start_minimal
 start_simgate simgate-pass simgate-passthrough.toml
+SERVER_EXTRA='runtime = "work-stealing"' start_simgate simgate-pass-ws simgate-passthrough.toml
 start_simgate simgate-full simgate-full.toml batch
+LOG_LEVEL=info start_simgate simgate-full-log simgate-full.toml batch
 start_simgate simgate-full-always simgate-full.toml always
 start_simgate simgate-full-nocache simgate-full.toml batch 0
+if [ -n "$BASELINE_BIN" ]; then
+    SIMGATE_BIN=$BASELINE_BIN start_simgate simgate-pass-base simgate-passthrough.toml
+    SIMGATE_BIN=$BASELINE_BIN start_simgate simgate-full-base simgate-full.toml batch
+fi
 
 for c in "${CONFIGS[@]}"; do
     wait_http "${URL[$c]}$ITEM" "${PGID[$c]}" ||
@@ -361,11 +410,20 @@ measure() {
     TIMEFORMAT='%3U %3S'
     if [ "$kind" = rate ]; then
         secs=$RATE_SECS
-        local args=(--no-tui --output-format json -z "${secs}s" -q "$rate" -c "$RATE_CONNS"
-            --latency-correction -w -m "$method" -H "Authorization: Bearer $TOKEN")
-        [ -z "$body" ] || args+=(-T "$ctype" -d "$body")
-        { time timeout $((secs + 30)) "${LOAD_ON[@]}" oha "${args[@]}" "$url" \
-            >"$raw.out" 2>"$raw.err"; } 2>"$raw.time" || rc=$?
+        # h2load over HTTP/1.1: RATE_CONNS connections, each sending at
+        # rate/RATE_CONNS requests per second; every request's latency goes
+        # to its --log-file.
+        local per_conn args
+        per_conn=$(awk -v r="$rate" -v c="$RATE_CONNS" 'BEGIN { printf "%g", r / c }')
+        args=(-p http/1.1 -c "$RATE_CONNS" --rps "$per_conn" -D "$secs" -T 5
+            -H "authorization: Bearer $TOKEN" --log-file "$raw.log")
+        if [ -n "$body" ]; then
+            printf '%s' "$body" >"$raw.body"
+            args+=(-H ":method: $method" -H "content-type: $ctype" -d "$raw.body")
+        fi
+        { time timeout $((secs + 30)) "${LOAD_ON[@]}" h2load "${args[@]}" "$url" \
+            >"$raw.h2load" 2>"$raw.err"; } 2>"$raw.time" || rc=$?
+        [ "$rc" != 0 ] || python3 "$HERE/lib/h2load.py" "$raw.h2load" "$raw.log" >"$raw.out" || rc=$?
     else
         secs=$SAT_SECS
         { time BENCH_METHOD=$method BENCH_TOKEN=$TOKEN BENCH_BODY=$body BENCH_CTYPE=$ctype \
@@ -376,7 +434,7 @@ measure() {
     fi
     t1=$(cpu_ticks "$pg") u1=$(cpu_ticks "$UP_PID") m1=$(proc_busy) w1=$(date +%s%N)
     [ "$c" = direct ] && [ "$PIN" = 1 ] && pin "$LOAD_CPU" "$UP_PID"
-    [ "$rc" = 0 ] || die "$c $w $kind: load generator failed ($rc): $(tail -3 "$raw.err")"
+    [ "$rc" = 0 ] || die "$c $w $kind: load generator failed ($rc): $(tail -3 "$raw.err" "$raw.h2load" 2>/dev/null)"
     alive "$pg" || die "$c died: $(tail -5 "$WORK/logs/$c.log")"
     [ "$record" = yes ] || return 0
     local out=$raw.out
@@ -406,6 +464,9 @@ workload_configs() { # workload_configs WORKLOAD: the configurations it runs on
         # The quick mode keeps the harness working; the variants add nothing to that.
         [ "$QUICK" = 1 ] && [ "$c" = simgate-full-nocache ] && continue
         [ "$QUICK" = 1 ] && [ "$c" = simgate-full-always ] && continue
+        # The runtime model and the access log are read-path comparisons.
+        [ "$1" = patch ] && [ "$c" = simgate-pass-ws ] && continue
+        [ "$1" = patch ] && [ "$c" = simgate-full-log ] && continue
         echo "$c"
     done
 }
@@ -432,6 +493,46 @@ for rep in $(seq "$RUNS"); do
 done
 ELAPSED=$(($(date +%s) - START))
 
+# --- profile (optional) ------------------------------------------------------
+# perf on the pinned server while wrk saturates it; DWARF call graphs (the
+# release build keeps line tables and unwind info, not frame pointers).
+PROFILES=()
+median_us() { # median_us CONFIG: median CPU µs per request of its GET saturation runs
+    python3 - "$RESULTS" "$1" "$CLK_TCK" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+v = [r["ticks"] / int(sys.argv[3]) / r["load"]["requests"] * 1e6 for r in runs
+     if r["config"] == sys.argv[2] and r["workload"] == "get" and r["kind"] == "sat" and r["load"]["requests"]]
+print(f"{statistics.median(v):.2f}" if v else "")
+PY
+}
+profile() { # profile CONFIG
+    local c=$1 pg=${PGID[$1]} data=$WORK/perf.$1.data out=$WORK/profile/$1 wrk_pid us
+    mkdir -p "$WORK/profile"
+    log "profiling $c for ${PROFILE_SECS}s under wrk"
+    BENCH_METHOD=GET BENCH_TOKEN=$TOKEN BENCH_BODY="" BENCH_CTYPE="" \
+        timeout $((PROFILE_SECS + 30)) "${LOAD_ON[@]}" wrk -t1 -c"$CONNS" -d"$((PROFILE_SECS + 2))s" \
+        --timeout 5s -s "$HERE/wrk/request.lua" "${URL[$c]}$ITEM" >"$out.wrk" 2>&1 &
+    wrk_pid=$!
+    sleep 1
+    timeout $((PROFILE_SECS + 60)) perf record -q -F 499 -g --call-graph dwarf,16384 \
+        -p "$pg" -o "$data" -- sleep "$PROFILE_SECS" >"$out.record.log" 2>&1 ||
+        die "perf record failed: $(tail -3 "$out.record.log")"
+    wait "$wrk_pid" || die "wrk failed while profiling $c"
+    perf report -i "$data" --no-children --stdio --sort symbol --percent-limit 0.7 \
+        2>/dev/null | grep -v '^$' | head -400 >"$out.report.txt" || true
+    us=$(median_us "$c")
+    perf script -i "$data" 2>/dev/null |
+        FOLDED=$out.folded python3 "$HERE/lib/perf_summary.py" "$us" >"$out.summary.md" ||
+        die "perf script failed for $c"
+    PROFILES+=("$c")
+}
+if [ "$PROFILE" = 1 ]; then
+    for c in minimal simgate-pass simgate-full; do
+        if [ "${STATE[$c]:-}" = ok ]; then profile "$c"; fi
+    done
+fi
+
 # --- report ------------------------------------------------------------------
 # What one fsync costs where the audit trail was written (context for PATCH).
 FSYNC_MS=$(dd if=/dev/zero of="$WORK/fsync-probe" bs=512 count=50 oflag=dsync 2>&1 |
@@ -451,7 +552,7 @@ version() { "$@" 2>&1 | head -1 || true; }
         --arg commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         --arg dirty "$(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | head -1)" \
         --arg nginx "$(version nginx -v)" --arg haproxy "$(version haproxy -v)" \
-        --arg wrk "$(version wrk -v)" --arg oha "$(version oha --version)" \
+        --arg wrk "$(version wrk -v)" --arg h2load "$(version h2load --version)" --arg upstream "$UPSTREAM_KIND" \
         --argjson runs "$RUNS" --argjson rate "$RATE" --argjson patch_rate "$PATCH_RATE" \
         --argjson rate_secs "$RATE_SECS" --arg fsync_ms "$FSYNC_MS" \
         --argjson sat_secs "$SAT_SECS" --argjson conns "$CONNS" --argjson rate_conns "$RATE_CONNS" \
@@ -471,5 +572,35 @@ version() { "$@" 2>&1 | head -1 || true; }
 RAW=$TARGET_DIR/bench/last$([ "$QUICK" = 1 ] && echo -quick)
 mkdir -p "$(dirname "$OUT")" "$RAW"
 cp "$RESULTS" "$WORK/meta.json" "$RAW/"
-python3 "$HERE/lib/report.py" "$WORK/meta.json" "$RESULTS" >"$OUT"
+python3 "$HERE/lib/report.py" "$WORK/meta.json" "$RESULTS" >"$WORK/report.md"
+if [ ${#PROFILES[@]} -gt 0 ]; then
+    {
+        printf '\n## Profiles (perf, %s s each under wrk saturation, `perf record -F 499 -g --call-graph dwarf`)\n\n' "$PROFILE_SECS"
+        printf 'Shares of the samples of the pinned server process. µs per request: the share times the CPU per request measured above (GET, saturation; perf itself is not in that figure). Full `perf report --no-children` output and folded stacks (flamegraph input) in %s/profile/.\n\n' "$RAW"
+        for c in "${PROFILES[@]}"; do
+            printf '### %s\n\n' "${c}"
+            cat "$WORK/profile/$c.summary.md"
+            printf '\n'
+        done
+    } >>"$WORK/report.md"
+    mkdir -p "$RAW/profile"
+    cp "$WORK"/profile/* "$RAW/profile/"
+fi
+# Into OUT: between the markers when OUT has them (the hand-written analysis
+# around them stays, the generated part goes one heading level down), else
+# the whole file.
+python3 - "$OUT" "$WORK/report.md" <<'PY'
+import os, sys
+out, gen = sys.argv[1], open(sys.argv[2]).read()
+begin, end = "<!-- benches/run.sh: begin -->", "<!-- benches/run.sh: end -->"
+old = open(out).read() if os.path.exists(out) else ""
+if begin in old and end in old:
+    head, rest = old.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    gen = "".join("#" + l if l.startswith("#") else l for l in gen.splitlines(True))
+    text = head + begin + "\n" + gen + "\n" + end + tail
+else:
+    text = gen
+open(out, "w").write(text)
+PY
 log "report written to $OUT (raw figures in $RAW/); load took ${ELAPSED}s"

@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 echo "== Python SDK venvs (sailpoint 1.x and 2.x)"
 bash scripts/sdk-venv.sh
 
+# tests/metrics.rs checks the scrape with Debian's promtool (package prometheus).
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "== installing promtool (Debian package prometheus)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq prometheus >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -40,6 +40,9 @@ pub enum Command {
         /// Gateway port on 127.0.0.1.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Admin listener port on 127.0.0.1 (`/metrics`, `/healthz`, `/readyz`).
+        #[arg(long, default_value_t = 9901)]
+        admin_port: u16,
     },
     /// Run the reference SIM Integrations API alone.
     Upstream {
@@ -116,9 +119,11 @@ pub struct TokenArgs {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve { config, log_format } => serve(config, log_format),
-        Command::Demo { dir, port } => {
-            runtime().and_then(|rt| rt.block_on(crate::demo::run(&dir, port)))
-        }
+        Command::Demo {
+            dir,
+            port,
+            admin_port,
+        } => runtime().and_then(|rt| rt.block_on(crate::demo::run(&dir, port, admin_port))),
         Command::Upstream { listen } => upstream(listen),
         Command::Check { config, json } => check(config, json),
         Command::Token(args) => token(&args).map(|t| println!("{t}")),
@@ -149,21 +154,7 @@ fn serve(path: PathBuf, log_format: Option<String>) -> Result<(), BoxError> {
         None => config.log.format,
     };
     crate::telemetry::init(format, &config.log.level);
-    runtime()?.block_on(async move {
-        let gateway = crate::stack::Gateway::from_config(config)?;
-        // Before the listener opens: a SIGHUP from then on reloads.
-        tokio::spawn(crate::reload::on_sighup(gateway.clone())?);
-        let running = crate::server::start(gateway).await?;
-        tracing::info!(addr = %running.local_addr(), "simgate listening");
-        let stop = running.stopper();
-        tokio::spawn(async move {
-            crate::server::shutdown_signal().await;
-            tracing::info!("shutting down");
-            let _ = stop.send(true);
-        });
-        running.wait().await;
-        Ok(())
-    })
+    crate::runtime::serve(config)
 }
 
 fn upstream(listen: SocketAddr) -> Result<(), BoxError> {

@@ -13,7 +13,7 @@ use crate::body::BoxError;
 use crate::config::{Config, LogFormat};
 
 /// Writes the demo folder, starts both servers and runs until Ctrl-C.
-pub async fn run(dir: &Path, port: u16) -> Result<(), BoxError> {
+pub async fn run(dir: &Path, port: u16, admin_port: u16) -> Result<(), BoxError> {
     crate::telemetry::init(LogFormat::Pretty, "info");
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -29,14 +29,19 @@ pub async fn run(dir: &Path, port: u16) -> Result<(), BoxError> {
     }
     let tokens = write_keys_and_tokens(dir)?;
     let config_path = dir.join("simgate.toml");
-    let text = config_text(port, &format!("http://{upstream_addr}"));
+    let text = config_text(port, admin_port, &format!("http://{upstream_addr}"));
     std::fs::write(&config_path, &text).map_err(|e| format!("{}: {e}", config_path.display()))?;
     let config = Config::load(&config_path)?;
     let gateway = crate::stack::Gateway::from_config(config)?;
+    let admin = crate::admin::start_configured(&gateway).await?;
     let running = crate::server::start(gateway).await?;
     let url = format!("http://{}", running.local_addr());
+    let metrics = admin
+        .as_ref()
+        .map(|a| format!("http://{}/metrics", a.local_addr()))
+        .unwrap_or_default();
     println!(
-        "simgate demo\n  gateway:  {url}\n  upstream: http://{upstream_addr} (reference SIM Integrations API)\n  config:   {}\n",
+        "simgate demo\n  gateway:  {url}\n  upstream: http://{upstream_addr} (reference SIM Integrations API)\n  metrics:  {metrics}\n  config:   {}\n",
         config_path.display()
     );
     println!("tokens (valid {}h):", DEMO_TOKEN_TTL / 3600);
@@ -50,6 +55,9 @@ pub async fn run(dir: &Path, port: u16) -> Result<(), BoxError> {
         let _ = stop.send(true);
     });
     running.wait().await;
+    if let Some(admin) = admin {
+        admin.shutdown().await;
+    }
     Ok(())
 }
 
@@ -150,11 +158,14 @@ const DEMO_FILES: [(&str, &str); 3] = [
     ("policy.toml", include_str!("../config/policy.toml")),
 ];
 
-fn config_text(port: u16, upstream: &str) -> String {
+fn config_text(port: u16, admin_port: u16, upstream: &str) -> String {
     format!(
         r#"# Written by `simgate demo`; usable as is with `simgate serve --config`.
 [server]
 listen = "127.0.0.1:{port}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
 
 [upstream]
 url = "{upstream}"

@@ -97,7 +97,104 @@ pub enum Error {
     Internal(String),
 }
 
+/// What kind of failure an [`Error`] is, as a short label from a fixed set:
+/// the `decision` of the access log and of `simgate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// 401.
+    Unauthenticated,
+    /// 400 before matching.
+    BadPath,
+    /// 404.
+    NoRoute,
+    /// 405.
+    MethodNotAllowed,
+    /// 403.
+    Forbidden,
+    /// 429.
+    RateLimited,
+    /// 400/413/415 from the body checks.
+    Invalid,
+    /// 503: the audit trail cannot be written.
+    AuditUnavailable,
+    /// 503: load shed.
+    Overloaded,
+    /// 502.
+    UpstreamUnavailable,
+    /// 504.
+    Timeout,
+    /// 500, and every error that is not ours.
+    Internal,
+}
+
+impl Kind {
+    /// The label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Unauthenticated => "unauthenticated",
+            Kind::BadPath => "bad_path",
+            Kind::NoRoute => "no_route",
+            Kind::MethodNotAllowed => "method_not_allowed",
+            Kind::Forbidden => "forbidden",
+            Kind::RateLimited => "rate_limited",
+            Kind::Invalid => "invalid",
+            Kind::AuditUnavailable => "audit_unavailable",
+            Kind::Overloaded => "overloaded",
+            Kind::UpstreamUnavailable => "upstream_unavailable",
+            Kind::Timeout => "timeout",
+            Kind::Internal => "error",
+        }
+    }
+}
+
+/// The one classification of errors: walks `err` and its cause chain once
+/// and returns our typed [`Error`] in it, translating tower's own errors
+/// (load shed: [`Error::Overloaded`]; timeout: [`Error::UpstreamTimeout`]).
+/// `None` for an error that is none of these (a bug: rescue answers 500).
+///
+/// Rescue, the request record (and through it the access log, the metrics
+/// and the audit outcome) and the proxy all ask this function; nothing else
+/// matches on error types.
+pub fn classify<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    static OVERLOADED: Error = Error::Overloaded;
+    static TIMEOUT: Error = Error::UpstreamTimeout;
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(ours) = e.downcast_ref::<Error>() {
+            return Some(ours);
+        }
+        if e.is::<tower::load_shed::error::Overloaded>() {
+            return Some(&OVERLOADED);
+        }
+        if e.is::<tower::timeout::error::Elapsed>() {
+            return Some(&TIMEOUT);
+        }
+        cur = e.source();
+    }
+    None
+}
+
 impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::Unauthenticated { .. } => Kind::Unauthenticated,
+            Error::BadPath(_) => Kind::BadPath,
+            Error::NoRoute => Kind::NoRoute,
+            Error::MethodNotAllowed { .. } => Kind::MethodNotAllowed,
+            Error::Forbidden { .. } => Kind::Forbidden,
+            Error::RateLimited { .. } => Kind::RateLimited,
+            Error::UnsupportedMediaType { .. }
+            | Error::PayloadTooLarge { .. }
+            | Error::InvalidBody { .. } => Kind::Invalid,
+            Error::AuditUnavailable => Kind::AuditUnavailable,
+            Error::Overloaded => Kind::Overloaded,
+            Error::UpstreamUnavailable(_) => Kind::UpstreamUnavailable,
+            Error::UpstreamTimeout => Kind::Timeout,
+            Error::Internal(_) => Kind::Internal,
+        }
+    }
+
     /// Shorthand for an authentication failure with a token present.
     pub fn invalid_token(reason: impl Into<String>) -> Self {
         Error::Unauthenticated {
@@ -116,5 +213,29 @@ impl ConfigError {
     /// A problem with `key` in `file`.
     pub fn at(file: &std::path::Path, key: &str, problem: impl std::fmt::Display) -> Self {
         ConfigError(format!("{}: `{key}`: {problem}", file.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapper")]
+    struct Wrapper(#[source] Error);
+
+    #[test]
+    fn classify_walks_the_cause_chain_and_knows_towers_errors() {
+        let wrapped = Wrapper(Error::PayloadTooLarge { limit: 9 });
+        assert!(matches!(
+            classify(&wrapped),
+            Some(Error::PayloadTooLarge { limit: 9 })
+        ));
+        let shed = tower::load_shed::error::Overloaded::new();
+        assert_eq!(classify(&shed).map(Error::kind), Some(Kind::Overloaded));
+        let elapsed: crate::body::BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        assert_eq!(classify(&*elapsed).map(Error::kind), Some(Kind::Timeout));
+        assert!(classify(&std::io::Error::other("x")).is_none());
+        assert_eq!(Error::NoRoute.kind().as_str(), "no_route");
     }
 }

@@ -14,6 +14,7 @@
 //! next without dropping a request.
 
 pub mod access_log;
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod authz;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod generation;
 pub mod health;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod proxy;
 pub mod rate_limit;
@@ -32,6 +34,7 @@ pub mod reload;
 pub mod request_id;
 pub mod rescue;
 pub mod routes;
+mod runtime;
 pub mod server;
 pub mod stack;
 pub mod telemetry;

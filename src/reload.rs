@@ -10,17 +10,25 @@
 //! reload is refused as a whole, the current generation keeps serving, and
 //! the error names the file and the key.
 //!
-//! Every reload, applied or refused, is logged and written to the audit
-//! trail as a chained [`ReloadRecord`] (generation, result, the files read
-//! and their SHA-256). Reloads run one at a time.
+//! Every reload, applied or refused, is logged, counted
+//! (`simgate_config_reloads_total{result="applied"|"refused"}`, and the
+//! `simgate_config_generation` gauge) and written to the audit trail as a
+//! chained [`ReloadRecord`] (generation, result, the files read and their
+//! SHA-256). Reloads run one at a time. `POST /reload` on the admin
+//! listener answers 200 with [`Reloaded`] as JSON, or 400 with the error
+//! and the generation still serving.
 
 use std::path::PathBuf;
 
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
 use crate::audit::record::{FileDigest, Kind, ReloadRecord};
+use crate::body::{Body, full};
 use crate::error::ConfigError;
 use crate::generation::{Generation, combined, digests};
+use crate::metrics::Metrics;
 use crate::stack::Gateway;
 
 /// An applied reload.
@@ -135,6 +143,11 @@ pub async fn reload(gateway: &Gateway) -> Result<Reloaded, Refused> {
             }
         }
     };
+    count(
+        gateway.metrics(),
+        Some(record.result),
+        gateway.generation_number(),
+    );
     if let Some(audit) = gateway.audit()
         && let Err(e) = audit.log().append_reload(&record).await
     {
@@ -144,6 +157,53 @@ pub async fn reload(gateway: &Gateway) -> Result<Reloaded, Refused> {
         generation: gateway.generation_number(),
         error,
     })
+}
+
+/// `POST /reload` on the admin listener: 200 with [`Reloaded`], or 400
+/// with `{"error": …, "generation": …}`.
+pub(crate) async fn answer(gateway: &Gateway) -> Response<Body> {
+    let (status, body) = match reload(gateway).await {
+        Ok(r) => (StatusCode::OK, serde_json::to_value(&r).unwrap_or_default()),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": e.error.to_string(), "generation": e.generation }),
+        ),
+    };
+    let mut res = Response::new(full(body.to_string()));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// Counts a reload (`result`: `applied` or `refused`; `None` at start, which
+/// only shows both series at zero) and sets the generation gauge.
+pub(crate) fn count(metrics: &Metrics, result: Option<&str>, generation: u64) {
+    match metrics.counter(
+        "simgate_config_reloads_total",
+        "Configuration reloads, by result (applied, refused).",
+        &["result"],
+    ) {
+        Ok(reloads) => {
+            for r in ["applied", "refused"] {
+                let series = reloads.with_label_values(&[r]);
+                if result == Some(r) {
+                    series.inc();
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "reload counter unavailable"),
+    }
+    match metrics.gauge(
+        "simgate_config_generation",
+        "The configuration generation serving (1 at start, one more per applied reload).",
+        &[],
+    ) {
+        Ok(g) => g
+            .with_label_values(&[] as &[&str])
+            .set(i64::try_from(generation).unwrap_or(i64::MAX)),
+        Err(e) => tracing::error!(error = %e, "generation gauge unavailable"),
+    }
 }
 
 /// Listens for `SIGHUP` now (so a signal sent from here on is never the

@@ -25,7 +25,18 @@ impl RequestId {
     /// A fresh random id: 32 lowercase hex digits, like the vendor's
     /// tracking ids.
     pub fn generate() -> Self {
-        RequestId(uuid::Uuid::new_v4().simple().to_string().into())
+        Self::generate_with_header().0
+    }
+
+    /// A fresh id and its header value, each built once from the same
+    /// stack buffer (no intermediate `String`).
+    fn generate_with_header() -> (Self, Option<HeaderValue>) {
+        let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+        let text = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+        (
+            RequestId(Arc::from(&*text)),
+            HeaderValue::from_str(text).ok(),
+        )
     }
 
     /// The client's id if it is well-formed.
@@ -84,15 +95,26 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let mut values = req.headers().get_all(&X_REQUEST_ID).iter();
-        let id = match (values.next(), values.next()) {
-            (Some(v), None) => RequestId::parse(v),
+        let client = match (values.next(), values.next()) {
+            (Some(v), None) => RequestId::parse(v).map(|id| (id, v.clone())),
             _ => None,
-        }
-        .unwrap_or_else(RequestId::generate);
-        let header = HeaderValue::from_str(id.as_str()).ok();
-        if let Some(h) = &header {
-            req.headers_mut().insert(X_REQUEST_ID.clone(), h.clone());
-        }
+        };
+        let (id, header) = match client {
+            // The client's one well-formed header stays as it is upstream.
+            Some((id, value)) => (id, Some(value)),
+            None => {
+                let (id, header) = RequestId::generate_with_header();
+                match &header {
+                    Some(h) => {
+                        req.headers_mut().insert(X_REQUEST_ID.clone(), h.clone());
+                    }
+                    None => {
+                        req.headers_mut().remove(&X_REQUEST_ID);
+                    }
+                }
+                (id, header)
+            }
+        };
         req.extensions_mut().insert(id);
         ResponseFuture {
             inner: self.inner.call(req),

@@ -111,7 +111,7 @@ where
 
 /// The response for an error, in the API's documented shapes.
 pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
-    let Some(err) = classify(err) else {
+    let Some(err) = crate::error::classify(&**err) else {
         tracing::error!(request_id = %id, error = %err, "unhandled error");
         return dto(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -256,22 +256,6 @@ pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
             )
         }
     }
-}
-
-/// Finds our typed error in `err`, translating tower's own errors.
-fn classify(err: &BoxError) -> Option<&Error> {
-    static OVERLOADED: Error = Error::Overloaded;
-    static TIMEOUT: Error = Error::UpstreamTimeout;
-    if let Some(e) = err.downcast_ref::<Error>() {
-        return Some(e);
-    }
-    if err.is::<tower::load_shed::error::Overloaded>() {
-        return Some(&OVERLOADED);
-    }
-    if err.is::<tower::timeout::error::Elapsed>() {
-        return Some(&TIMEOUT);
-    }
-    None
 }
 
 /// An `ErrorResponseDto` response.

@@ -31,7 +31,8 @@ use crate::body::{Body, BoxError};
 use crate::config::Config;
 use crate::error::ConfigError;
 use crate::generation::Generation;
-use crate::health::{Health, ReadinessCheck, UpstreamReachable};
+use crate::health::{CheckFuture, Health, ReadinessCheck, UpstreamReachable};
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::rate_limit::RateLimiting;
 use crate::routes::{MatchOperationLayer, OperationTable};
@@ -56,6 +57,8 @@ struct Shared {
     reloading: tokio::sync::Mutex<()>,
     /// The listener's certificate (`None`: plain TCP).
     tls: Option<Arc<CertResolver>>,
+    /// The Prometheus registry every layer records into.
+    metrics: Metrics,
 }
 
 /// One started generation.
@@ -180,13 +183,21 @@ impl Gateway {
     /// Validates `config` (reading every file it names) and starts it.
     /// Errors name the file and key at fault.
     pub fn from_config(config: Config) -> Result<Gateway, ConfigError> {
-        Self::start(Generation::build(config)?)
+        Self::with_metrics(config, Metrics::new())
     }
 
-    /// Starts a validated generation: opens the audit trail, starts the
-    /// background tasks (on the current tokio runtime, if any).
-    pub fn start(generation: Generation) -> Result<Gateway, ConfigError> {
+    /// Like [`Gateway::from_config`], recording into `metrics` (so counters
+    /// carry on across a rebuilt gateway).
+    pub fn with_metrics(config: Config, metrics: Metrics) -> Result<Gateway, ConfigError> {
+        Self::start(Generation::build(config)?, metrics)
+    }
+
+    /// Starts a validated generation, recording into `metrics`: opens the
+    /// audit trail, starts the background tasks (on the current tokio
+    /// runtime, if any).
+    pub fn start(generation: Generation, metrics: Metrics) -> Result<Gateway, ConfigError> {
         let parts = Parts::start(&generation, None)?;
+        crate::reload::count(&metrics, None, 1);
         let tls = generation
             .tls()
             .cloned()
@@ -197,6 +208,7 @@ impl Gateway {
                 current: ArcSwap::from_pointee(live),
                 reloading: tokio::sync::Mutex::new(()),
                 tls,
+                metrics,
             }),
         })
     }
@@ -222,6 +234,31 @@ impl Gateway {
     /// Serializes reloads.
     pub(crate) async fn reload_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.shared.reloading.lock().await
+    }
+
+    /// The metrics every layer records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The admin endpoints, to be served by [`crate::admin::start`] on
+    /// `[admin] listen`: `/metrics`, `/healthz`, `/readyz` (the readiness of
+    /// the generation serving now) and `POST /reload` ([`crate::reload`]).
+    pub fn admin(&self) -> crate::admin::Admin {
+        let ready = Health::new(
+            "/healthz",
+            "/readyz",
+            vec![Arc::new(CurrentReadiness(self.shared.clone()))],
+        );
+        let gateway = self.clone();
+        crate::admin::Admin::new(self.shared.metrics.clone(), ready).route(
+            Method::POST,
+            "/reload",
+            move |_req| {
+                let gateway = gateway.clone();
+                async move { crate::reload::answer(&gateway).await }
+            },
+        )
     }
 
     /// The number of the generation serving now (1 at start, one more per
@@ -278,6 +315,17 @@ impl Gateway {
     + Send
     + 'static {
         Current(self.shared.clone())
+    }
+}
+
+/// The readiness checks of the generation serving now.
+#[derive(Debug)]
+struct CurrentReadiness(Arc<Shared>);
+
+impl ReadinessCheck for CurrentReadiness {
+    fn check(&self) -> CheckFuture<'_> {
+        let live = self.0.current.load_full();
+        Box::pin(async move { live.parts.health.ready().await })
     }
 }
 

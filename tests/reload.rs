@@ -158,6 +158,8 @@ fn granting_create(policy: &str) -> String {
 struct Serve {
     child: Child,
     addr: SocketAddr,
+    /// The admin listener, when configured.
+    admin: Option<SocketAddr>,
     log: mpsc::UnboundedReceiver<Value>,
 }
 
@@ -185,9 +187,26 @@ impl Serve {
                 }
             }
         });
-        let listening = next(&mut log, |v| v["message"] == "simgate listening").await;
+        // The admin listener (if any) starts first.
+        let admin_seen = std::sync::Mutex::new(None);
+        let listening = next(&mut log, |v| {
+            if v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("admin listening"))
+            {
+                *admin_seen.lock().unwrap() = v["addr"].as_str().and_then(|a| a.parse().ok());
+            }
+            v["message"] == "simgate listening"
+        })
+        .await;
         let addr = listening["addr"].as_str().unwrap().parse().unwrap();
-        Serve { child, addr, log }
+        let admin = admin_seen.into_inner().unwrap();
+        Serve {
+            child,
+            addr,
+            admin,
+            log,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -401,6 +420,91 @@ async fn broken_policy_invalid_document_and_restart_keys_are_refused() {
     applied(&gw.reload().await, 2);
     let res = gw.create(&token).await;
     assert_eq!(res.status, 200, "{}", res.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_reload_on_the_admin_listener_and_the_metrics() {
+    let up = Recording::start().await;
+    let setup = Setup::new(&up.url(), "");
+    let config = std::fs::read_to_string(setup.path("simgate.toml")).unwrap();
+    std::fs::write(
+        setup.path("simgate.toml"),
+        format!("{config}\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let gw = Serve::start(&setup.path("simgate.toml")).await;
+    let admin = |path: &str| format!("http://{}{path}", gw.admin.expect("admin listening"));
+    let token = reader();
+    let metric = async |name: &str| -> String {
+        let text = support::http::get(&admin("/metrics"), None).await.text();
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .to_owned()
+    };
+    assert_eq!(
+        metric("simgate_config_generation ").await,
+        "simgate_config_generation 1"
+    );
+    assert_eq!(
+        metric("simgate_config_reloads_total{result=\"applied\"}").await,
+        "simgate_config_reloads_total{result=\"applied\"} 0"
+    );
+
+    let original = setup.policy();
+    setup.set_policy(&granting_create(&original));
+    let res = send(Method::POST, &admin("/reload"), &[], "").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.header("content-type"), "application/json");
+    let body = res.json();
+    assert_eq!(body["generation"], 2);
+    assert_eq!(body["sha256"].as_str().map(str::len), Some(64));
+    assert!(
+        body["files"].as_array().is_some_and(|f| f.len() >= 4),
+        "{body}"
+    );
+    let res = gw.create(&token).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+
+    setup.set_policy("[roles]\nSIM_READER = [\"nope\"]\n");
+    let res = send(Method::POST, &admin("/reload"), &[], "").await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    let body = res.json();
+    assert_eq!(body["generation"], 2);
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("policy.toml") && error.contains("nope"),
+        "{error}"
+    );
+    let res = gw.create(&token).await;
+    assert_eq!(
+        res.status,
+        200,
+        "generation 2 keeps serving: {}",
+        res.text()
+    );
+    assert_eq!(up.count(), 2);
+
+    assert_eq!(
+        metric("simgate_config_generation ").await,
+        "simgate_config_generation 2"
+    );
+    assert_eq!(
+        metric("simgate_config_reloads_total{result=\"applied\"}").await,
+        "simgate_config_reloads_total{result=\"applied\"} 1"
+    );
+    assert_eq!(
+        metric("simgate_config_reloads_total{result=\"refused\"}").await,
+        "simgate_config_reloads_total{result=\"refused\"} 1"
+    );
+    let ready = support::http::get(&admin("/readyz"), None).await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    let records = setup.reload_records();
+    let results: Vec<&str> = records
+        .iter()
+        .map(|r| r["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["applied", "refused"]);
 }
 
 /// Writes raw HTTP/1.1 and reads until the peer closes or `until` is seen.

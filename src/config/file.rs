@@ -41,6 +41,18 @@ pub struct File {
     /// `[audit]`
     #[serde(default)]
     pub audit: crate::audit::config::AuditSection,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: the operators' listener (metrics, health); off when `listen`
+/// is absent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin listener, never the API's.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[server]`: where and how the gateway listens.
@@ -66,6 +78,12 @@ pub struct ServerSection {
     /// How long in-flight requests may run after a shutdown signal.
     #[serde(default = "default_grace")]
     pub shutdown_grace: String,
+    /// `per-core` (default): one single-threaded runtime per worker thread,
+    /// each with its own `SO_REUSEPORT` listener; `work-stealing`: tokio's
+    /// multi-thread runtime behind one listener.
+    pub runtime: Option<String>,
+    /// Worker threads (default: one per core the process may run on).
+    pub workers: Option<usize>,
 }
 
 impl Default for ServerSection {
@@ -78,6 +96,8 @@ impl Default for ServerSection {
             health_path: default_health_path(),
             ready_path: default_ready_path(),
             shutdown_grace: default_grace(),
+            runtime: None,
+            workers: None,
         }
     }
 }

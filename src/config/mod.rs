@@ -32,6 +32,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[log]`
     pub log: LogConfig,
+    /// `[admin]`
+    pub admin: AdminConfig,
     /// The raw sections of the other concerns; each concern validates its own
     /// (see [`crate::generation::Generation::build`]).
     pub sections: Sections,
@@ -78,6 +80,20 @@ pub struct ServerConfig {
     pub ready_path: String,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_grace: Duration,
+    /// How requests are scheduled on threads.
+    pub runtime: RuntimeModel,
+    /// Worker threads; `None`: one per core the process may run on.
+    pub workers: Option<std::num::NonZeroUsize>,
+}
+
+/// How `simgate serve` schedules requests on threads (`server.runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeModel {
+    /// One current-thread runtime per worker, each with its own listener
+    /// (`SO_REUSEPORT`): a connection stays on one thread.
+    PerCore,
+    /// tokio's multi-thread runtime: one listener, tasks move between workers.
+    WorkStealing,
 }
 
 /// What happens to the client's `Authorization` header upstream.
@@ -125,6 +141,13 @@ pub struct LimitsConfig {
     pub max_concurrent_requests: usize,
 }
 
+/// `[admin]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// Where the admin listener (metrics, health) listens; `None`: off.
+    pub listen: Option<SocketAddr>,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -164,6 +187,7 @@ impl Config {
         let upstream = upstream(&file.upstream, path)?;
         let limits = limits(&file.limits, path)?;
         let log = log(&file.log, path)?;
+        let admin = admin(&file.admin, &server, path)?;
         Ok(Config {
             path: path.to_path_buf(),
             base_dir,
@@ -171,6 +195,7 @@ impl Config {
             upstream,
             limits,
             log,
+            admin,
             sections: Sections {
                 auth: file.auth,
                 api: file.api,
@@ -190,7 +215,8 @@ impl Config {
 
 /// The keys that differ between `old` and `new` and cannot change while
 /// simgate runs: the listener (address, mode, TLS on or off, connection
-/// limits, shutdown grace) and logging. (`[audit]` keys are compared by
+/// limits, shutdown grace, runtime model and workers), the admin listener
+/// and logging. (`[audit]` keys are compared by
 /// [`crate::generation::Generation::restart_required`].)
 pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut keys = Vec::new();
@@ -206,6 +232,15 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if a.shutdown_grace != b.shutdown_grace {
         keys.push("server.shutdown_grace");
+    }
+    if a.runtime != b.runtime {
+        keys.push("server.runtime");
+    }
+    if a.workers != b.workers {
+        keys.push("server.workers");
+    }
+    if old.admin.listen != new.admin.listen {
+        keys.push("admin.listen");
     }
     let (a, b) = (&old.limits, &new.limits);
     if a.max_header_bytes != b.max_header_bytes {
@@ -277,9 +312,33 @@ fn server(s: &file::ServerSection, path: &Path, base: &Path) -> Result<ServerCon
             ));
         }
     };
+    let runtime = match s.runtime.as_deref() {
+        None | Some("per-core") => RuntimeModel::PerCore,
+        Some("work-stealing") => RuntimeModel::WorkStealing,
+        Some(other) => {
+            return Err(ConfigError::at(
+                path,
+                "server.runtime",
+                format!("{other:?}: expected \"per-core\" or \"work-stealing\""),
+            ));
+        }
+    };
+    let workers = match s.workers {
+        None => None,
+        Some(n @ 1..=1024) => std::num::NonZeroUsize::new(n),
+        Some(n) => {
+            return Err(ConfigError::at(
+                path,
+                "server.workers",
+                format!("{n}: expected 1 to 1024 worker threads"),
+            ));
+        }
+    };
     Ok(ServerConfig {
         listen: s.listen,
         mode,
+        runtime,
+        workers,
         tls,
         health_path: s.health_path.clone(),
         ready_path: s.ready_path.clone(),
@@ -396,6 +455,28 @@ fn limits(l: &file::LimitsSection, path: &Path) -> Result<LimitsConfig, ConfigEr
     })
 }
 
+fn admin(
+    a: &file::AdminSection,
+    server: &ServerConfig,
+    path: &Path,
+) -> Result<AdminConfig, ConfigError> {
+    if let Some(listen) = a.listen {
+        let api = server.listen;
+        let overlaps =
+            listen.ip() == api.ip() || listen.ip().is_unspecified() || api.ip().is_unspecified();
+        if listen.port() != 0 && listen.port() == api.port() && overlaps {
+            return Err(ConfigError::at(
+                path,
+                "admin.listen",
+                format!(
+                    "{listen} is the API's address ([server] listen); the admin listener needs its own"
+                ),
+            ));
+        }
+    }
+    Ok(AdminConfig { listen: a.listen })
+}
+
 fn log(l: &file::LogSection, path: &Path) -> Result<LogConfig, ConfigError> {
     let format = match l.format.as_deref() {
         None | Some("pretty") => LogFormat::Pretty,
@@ -464,5 +545,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("limits.request_timeout"), "{e}");
+    }
+
+    #[test]
+    fn admin_is_off_by_default_and_never_on_the_api_port() {
+        let base = "[server]\nlisten = \"127.0.0.1:9000\"\n[upstream]\nurl = \"http://a\"\n";
+        assert!(parse(base).unwrap().admin.listen.is_none());
+        let c = parse(&format!("{base}[admin]\nlisten = \"127.0.0.1:9901\"\n")).unwrap();
+        assert_eq!(c.admin.listen, Some("127.0.0.1:9901".parse().unwrap()));
+        let e = parse(&format!("{base}[admin]\nlisten = \"0.0.0.0:9000\"\n")).unwrap_err();
+        assert!(e.0.contains("admin.listen"), "{e}");
     }
 }

@@ -64,8 +64,12 @@ pub const PASSTHROUGH: &str = "mode = \"passthrough\"";
 /// A running gateway and the folder holding its config.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The admin listener's address, when the config has `[admin] listen`
+    /// (it is bound on an ephemeral loopback port instead).
+    pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     running: Option<Running>,
+    admin_server: Option<simgate::admin::AdminServer>,
 }
 
 impl TestGateway {
@@ -101,20 +105,40 @@ impl TestGateway {
         std::fs::write(&path, &text).expect("config");
         let config = Config::load(&path).map_err(|e| e.to_string())?;
         let gateway = Gateway::from_config(config).map_err(|e| e.to_string())?;
+        let admin_server = match gateway.config().admin.listen {
+            None => None,
+            Some(_) => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind admin");
+                Some(
+                    simgate::admin::start_on(listener, gateway.admin())
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let running = simgate::server::start_on(listener, gateway).map_err(|e| e.to_string())?;
         Ok(TestGateway {
             addr: running.local_addr(),
+            admin: admin_server.as_ref().map(|a| a.local_addr()),
             dir,
             running: Some(running),
+            admin_server,
         })
     }
 
     /// `http://addr{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `http://admin{path}`; the config must have `[admin] listen`.
+    pub fn admin_url(&self, path: &str) -> String {
+        let addr = self.admin.expect("the config has no [admin] listen");
+        format!("http://{addr}{path}")
     }
 
     /// The folder holding the config (and whatever the gateway writes).
@@ -126,6 +150,9 @@ impl TestGateway {
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
+        }
+        if let Some(a) = self.admin_server.take() {
+            a.shutdown().await;
         }
     }
 }
