@@ -1,4 +1,5 @@
-//! Mutations per second through the audit layers (outcome + durable intent)
+//! Mutations per second through the audit steps (request record + outcome,
+//! durable intent)
 //! with `flush = "always"`, with `flush = "batch"`, and without audit, in
 //! front of an upstream that answers at once. Each iteration sends a wave of
 //! concurrent PATCH requests (1 and 64 at a time) and waits for all of them.
@@ -37,15 +38,24 @@ fn request(op: &Arc<Operation>, principal: &Arc<Principal>) -> Request<Body> {
     req
 }
 
-type Svc = tower::util::BoxCloneService<Request<Body>, Response<Body>, BoxError>;
+type Svc = tower::util::BoxCloneService<Request<Body>, Response<Body>, std::convert::Infallible>;
 
+/// The request record (which writes the outcome), rescue, the note of
+/// principal and operation, the durable intent and the upstream phase.
 fn stack(audit: Option<&Audit>) -> Svc {
     let upstream = tower::service_fn(|_req: Request<Body>| async {
         Ok::<_, BoxError>(Response::new(empty()))
     });
     ServiceBuilder::new()
-        .option_layer(audit.map(Audit::outcome_layer))
+        .layer(simgate::record::RecordLayer::new(
+            simgate::metrics::Metrics::new(),
+            audit.cloned(),
+            None,
+        ))
+        .layer(simgate::rescue::RescueLayer)
+        .layer(simgate::record::NoteLayer)
         .option_layer(audit.map(Audit::intent_layer))
+        .layer(simgate::record::ForwardLayer::new(audit.is_some()))
         .service(upstream)
         .boxed_clone()
 }
@@ -88,6 +98,7 @@ fn mutations(c: &mut Criterion) {
         path_params: vec!["id".into()],
         document: 0,
         index: 0,
+        ..Default::default()
     });
     let principal = Arc::new(Principal {
         subject: "svc-bench".into(),

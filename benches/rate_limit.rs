@@ -62,6 +62,7 @@ fn operation() -> Arc<Operation> {
         path_params: Vec::new(),
         document: 0,
         index: 0,
+        ..Default::default()
     })
 }
 

@@ -97,6 +97,8 @@ need_apt xxd xxd
 need_apt taskset util-linux
 need_apt python3 python3
 need_apt h2load nghttp2-client
+need_apt redis-server redis-server
+need_apt redis-cli redis-tools
 [ "$PROFILE" = 0 ] || need_apt perf linux-perf
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
@@ -251,6 +253,7 @@ start_haproxy() {
 # start_simgate NAME TEMPLATE [AUDIT_FLUSH [AUTH_CACHE]]: renders the config, leaves out
 # the layer parts the binary refuses (see accept_layers), starts it.
 declare -A LAYERS_ON LAYERS_OFF
+# RATE_LIMIT_STORE (lines added to [rate_limit], e.g. the Redis store).
 # Settings through the environment: SIMGATE_BIN (the binary, default the
 # one just built), LOG_LEVEL (warn: no access log; info: the access log, to
 # a file, as the default config writes it), SERVER_EXTRA (lines added to
@@ -264,7 +267,7 @@ start_simgate() {
     render "$HERE/conf/$template" "$WORK/$name.full.toml" \
         PORT="$port" UPSTREAM="$UPSTREAM" DIR="$WORK" REPO="$REPO" ISS="$ISS" AUD="$AUD" \
         RATE_LIMIT="$RATE_LIMIT" AUDIT_FLUSH="$flush" AUTH_CACHE="$cache" CONFIG_NAME="$name" \
-        LOG_LEVEL="$level" SERVER_EXTRA="${SERVER_EXTRA:-}"
+        LOG_LEVEL="$level" SERVER_EXTRA="${SERVER_EXTRA:-}" RATE_LIMIT_STORE="${RATE_LIMIT_STORE:-}"
     SIMGATE_CHECK=$bin accept_layers "$WORK/$name.full.toml" "$conf" "$name"
     spawn "$name" "$WORK/logs/$name.log" env RUST_LOG="$level" \
         "${SUT_ON[@]}" "$bin" serve --config "$conf"
@@ -343,6 +346,24 @@ start_simgate simgate-full simgate-full.toml batch
 LOG_LEVEL=info start_simgate simgate-full-log simgate-full.toml batch
 start_simgate simgate-full-always simgate-full.toml always
 start_simgate simgate-full-nocache simgate-full.toml batch 0
+# The full stack with per-client quotas in Redis (one EVALSHA per request),
+# Redis on the load generator's cores like the upstream. on_error = "deny":
+# a store failure shows as failed requests, never as a silent local count.
+start_redis() {
+    local port i
+    port=$(free_port)
+    spawn redis "$WORK/logs/redis.log" "${LOAD_ON[@]}" redis-server --port "$port" \
+        --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK"
+    for i in $(seq 100); do
+        [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break
+        [ "$i" = 100 ] && die "redis-server did not answer: $(tail -3 "$WORK/logs/redis.log")"
+        sleep 0.1
+    done
+    REDIS_PORT=$port
+}
+start_redis
+RATE_LIMIT_STORE=$(printf 'store = "redis"\n[rate_limit.redis]\nurl = "redis://127.0.0.1:%s/0"\non_error = "deny"\n' "$REDIS_PORT") \
+    start_simgate simgate-full-redis simgate-full.toml batch
 if [ -n "$BASELINE_BIN" ]; then
     SIMGATE_BIN=$BASELINE_BIN start_simgate simgate-pass-base simgate-passthrough.toml
     SIMGATE_BIN=$BASELINE_BIN start_simgate simgate-full-base simgate-full.toml batch
@@ -461,9 +482,11 @@ workload_configs() { # workload_configs WORKLOAD: the configurations it runs on
         # on the read path.
         [ "$1" = get ] && [ "$c" = simgate-full-always ] && continue
         [ "$1" = patch ] && [ "$c" = simgate-full-nocache ] && continue
+        [ "$1" = patch ] && [ "$c" = simgate-full-redis ] && continue
         # The quick mode keeps the harness working; the variants add nothing to that.
         [ "$QUICK" = 1 ] && [ "$c" = simgate-full-nocache ] && continue
         [ "$QUICK" = 1 ] && [ "$c" = simgate-full-always ] && continue
+        [ "$QUICK" = 1 ] && [ "$c" = simgate-full-redis ] && continue
         # The runtime model and the access log are read-path comparisons.
         [ "$1" = patch ] && [ "$c" = simgate-pass-ws ] && continue
         [ "$1" = patch ] && [ "$c" = simgate-full-log ] && continue

@@ -16,6 +16,14 @@ if ! command -v promtool >/dev/null 2>&1; then
     || { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
 fi
 
+# tests/rate_limit_redis.rs starts a real Redis (Debian package redis-server).
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server (Debian package redis-server)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq redis-server >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

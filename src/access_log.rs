@@ -1,84 +1,52 @@
-//! One log line per request: method, path, operation, status, latency and
-//! request id, at `info` on the `simgate::access` target.
+//! One access-log line per request, from its [`RequestRecord`], at `info`
+//! on the `simgate::access` target:
 //!
-//! The operation is known only after matching, so the matching layer leaves
-//! an [`OperationName`] in the response extensions; requests that matched
-//! nothing log `-`. Query strings and headers are never logged.
+//! ```text
+//! method=DELETE path=/beta/sim-integrations/abc operation=deleteSIMIntegration
+//!   status=403 decision=forbidden reason="not authorized to call deleteSIMIntegration"
+//!   latency_us=412 upstream_us=- request_id=… trace_id=…
+//! ```
+//!
+//! The operation is the matched operationId, or `unmatched` for requests
+//! refused before matching (401, 404, …); refusals carry their decision and
+//! reason. Query strings, headers, tokens and bodies are never logged. The
+//! line goes through the subscriber's non-blocking writer (see
+//! [`crate::telemetry`]), so a slow disk never stalls a request.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Instant;
+use http::StatusCode;
 
-use http::{Request, Response};
-use tower::{Layer, Service};
+use crate::record::RequestRecord;
 
-use crate::request_id::RequestId;
-
-/// The operationId a response answered, for the access log.
+/// The operationId a response answered (set by the matching layer on its
+/// responses). The access log reads the [`RequestRecord`] instead; this is
+/// kept for callers of the matching layer alone.
 #[derive(Debug, Clone)]
 pub struct OperationName(pub std::sync::Arc<str>);
 
-/// Logs every request once it is answered.
-#[derive(Debug, Clone, Default)]
-pub struct AccessLogLayer;
-
-impl<S> Layer<S> for AccessLogLayer {
-    type Service = AccessLog<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AccessLog { inner }
+/// Writes the access-log line of a finished request.
+pub fn log(record: &RequestRecord, status: StatusCode, decision: &str) {
+    if !tracing::enabled!(target: "simgate::access", tracing::Level::INFO) {
+        return;
     }
+    let latency_us = micros(record.start().elapsed());
+    let upstream_us = record.upstream().map(|(_, d)| micros(d));
+    let reason = record.failure().map(|f| f.reason.as_str());
+    tracing::info!(
+        target: "simgate::access",
+        method = %record.method(),
+        path = record.path(),
+        operation = record.operation_name(),
+        status = status.as_u16(),
+        decision,
+        reason,
+        latency_us,
+        upstream_us,
+        request_id = record.request_id().map(|id| id.as_str()).unwrap_or("-"),
+        trace_id = record.trace_id().unwrap_or("-"),
+        "request"
+    );
 }
 
-/// Service of [`AccessLogLayer`].
-#[derive(Debug, Clone)]
-pub struct AccessLog<S> {
-    inner: S,
-}
-
-impl<S, B, RB> Service<Request<B>> for AccessLog<S>
-where
-    S: Service<Request<B>, Response = Response<RB>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let start = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let id = req.extensions().get::<RequestId>().cloned();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let result = fut.await;
-            let latency_us = start.elapsed().as_micros() as u64;
-            let id = id.as_ref().map(RequestId::as_str).unwrap_or("-");
-            match &result {
-                Ok(res) => {
-                    let op = res
-                        .extensions()
-                        .get::<OperationName>()
-                        .map(|o| &*o.0)
-                        .unwrap_or("-");
-                    tracing::info!(
-                        target: "simgate::access",
-                        %method, %path, operation = op, status = res.status().as_u16(),
-                        latency_us, request_id = id, "request"
-                    );
-                }
-                Err(_) => tracing::info!(
-                    target: "simgate::access",
-                    %method, %path, operation = "-", status = 0u16,
-                    latency_us, request_id = id, "request failed"
-                ),
-            }
-            result
-        })
-    }
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

@@ -153,12 +153,12 @@ fn serve(path: PathBuf, log_format: Option<String>) -> Result<(), BoxError> {
         Some(_) => LogFormat::Pretty,
         None => config.log.format,
     };
-    crate::telemetry::init(format, &config.log.level);
+    let _log = crate::telemetry::init(format, &config.log.level);
     crate::runtime::serve(config)
 }
 
 fn upstream(listen: SocketAddr) -> Result<(), BoxError> {
-    crate::telemetry::init(LogFormat::Pretty, "info");
+    let _log = crate::telemetry::init(LogFormat::Pretty, "info");
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(addr = %listener.local_addr()?, "reference SIM Integrations API listening");
@@ -183,13 +183,33 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
             );
         }
     }
+    let store = store_status(generation.config())?;
+    let unvalidated = generation
+        .validators()
+        .map(|v| v.unvalidated().to_vec())
+        .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if json {
-        let value = matrix.as_ref().map(|m| m.to_json()).unwrap_or_default();
+        eprintln!("{store}");
+        let mut value = matrix.as_ref().map(|m| m.to_json()).unwrap_or_default();
+        if let Some(obj) = value.as_object_mut() {
+            let list: Vec<serde_json::Value> = unvalidated
+                .iter()
+                .map(|u| {
+                    serde_json::json!({
+                        "operationId": u.operation_id,
+                        "mediaType": u.media_type,
+                        "reason": u.reason,
+                    })
+                })
+                .collect();
+            obj.insert("unvalidated_bodies".into(), list.into());
+        }
         writeln!(out, "{value:#}")?;
         return Ok(());
     }
     writeln!(out, "{}: ok", generation.config().path.display())?;
+    writeln!(out, "{store}")?;
     match &matrix {
         Some(m) => write!(out, "\nAccess matrix:\n{m}")?,
         None => writeln!(
@@ -197,7 +217,49 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
             "passthrough mode: no operation matching or authorization"
         )?,
     }
+    if !unvalidated.is_empty() {
+        writeln!(out, "\nRequest bodies forwarded without schema validation:")?;
+        for u in &unvalidated {
+            writeln!(
+                out,
+                "  {}  {}  ({})",
+                u.operation_id, u.media_type, u.reason
+            )?;
+        }
+    }
     Ok(())
+}
+
+/// Which rate limit store `config` uses and, for Redis, whether it answers
+/// (one connection and a `PING`, within 2 s). An unreachable store is not a
+/// config error (the gateway starts in its degraded mode), only reported.
+fn store_status(config: &Config) -> Result<String, BoxError> {
+    use crate::rate_limit::store_config::StoreConfig;
+    let rate_limit = config.sections.rate_limit.validate(&config.path)?;
+    let StoreConfig::Redis(redis) = &rate_limit.store else {
+        return Ok("rate limit store: local (each replica counts its own quotas)".into());
+    };
+    let limit = std::time::Duration::from_secs(2);
+    let probe = runtime()?.block_on(crate::rate_limit::redis_store::probe(redis, limit));
+    let target = redis.target();
+    let mode = format!(
+        "on_error = \"{}\", replicas = {}, timeout = {:?}",
+        redis.on_error.as_str(),
+        redis.replicas,
+        redis.timeout
+    );
+    Ok(match probe {
+        Ok(rtt) => format!(
+            "rate limit store: redis {target}: reachable (PING {:.1} ms); {mode}",
+            rtt.as_secs_f64() * 1000.0
+        ),
+        Err(why) => {
+            eprintln!("warning: rate limit store {target} is unreachable: {why}");
+            format!(
+                "rate limit store: redis {target}: UNREACHABLE ({why}); until it answers, {mode}"
+            )
+        }
+    })
 }
 
 /// Mints the token `simgate token` prints.

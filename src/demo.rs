@@ -14,7 +14,7 @@ use crate::config::{Config, LogFormat};
 
 /// Writes the demo folder, starts both servers and runs until Ctrl-C.
 pub async fn run(dir: &Path, port: u16, admin_port: u16) -> Result<(), BoxError> {
-    crate::telemetry::init(LogFormat::Pretty, "info");
+    let _log = crate::telemetry::init(LogFormat::Pretty, "info");
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let upstream_addr = upstream.local_addr()?;
@@ -180,6 +180,7 @@ documents = [
 
 [authz]
 policy = "policy.toml"
+scope_match = "any"
 
 [[auth.issuers]]
 issuer = "{DEMO_ISSUER}"

@@ -37,11 +37,47 @@ pub enum Error {
         allow: String,
     },
 
-    /// The principal may not call this operation (403).
+    /// The principal may not call this operation: no role of theirs is
+    /// granted it (403).
     #[error("not authorized to call {operation}")]
     Forbidden {
         /// The operationId that was refused.
         operation: String,
+    },
+
+    /// A role grants the operation but the token lacks the scopes of every
+    /// one of its `security` requirements (403).
+    #[error("missing scope for {operation}")]
+    ScopeMissing {
+        /// The operationId that was refused.
+        operation: String,
+        /// The requirements, any one of which would do, e.g.
+        /// `["a:read a:write", "admin"]` (each: all its scopes).
+        requirements: Vec<String>,
+    },
+
+    /// An `OPTIONS` request to a known path that declares no OPTIONS
+    /// operation: answered by the gateway (204 + `Allow`), not forwarded.
+    #[error("options answered by the gateway")]
+    Options {
+        /// Value of the `Allow` header.
+        allow: String,
+    },
+
+    /// One or more request parameters (path, query, header) are missing or
+    /// do not match their schemas (400).
+    #[error("invalid request parameters")]
+    InvalidParameters {
+        /// One message per violation, e.g. `query.status: must be one of …`.
+        messages: Vec<String>,
+    },
+
+    /// The body is content-encoded (`gzip`, …): the gateway validates and
+    /// forwards the bytes as sent and does not decompress them (415).
+    #[error("content-encoded request body")]
+    ContentEncoded {
+        /// The `Content-Encoding` sent.
+        encoding: String,
     },
 
     /// Over quota (429).
@@ -53,11 +89,23 @@ pub enum Error {
         headers: HeaderMap,
     },
 
+    /// The shared rate limit store failed and `on_error = "deny"` (503).
+    #[error("rate limit store unavailable")]
+    RateLimitStoreUnavailable {
+        /// When the store is tried again.
+        retry_after: Duration,
+    },
+
     /// The body's media type is not one the operation accepts (415).
     #[error("unsupported media type")]
     UnsupportedMediaType {
         /// The media types the operation accepts.
         accepted: Vec<String>,
+        /// The `Content-Type` received (`None`: none, or several).
+        received: Option<String>,
+        /// The request is a PATCH: the response names the accepted patch
+        /// formats in `Accept-Patch` (RFC 5789).
+        patch: bool,
     },
 
     /// The body is larger than allowed (413).
@@ -113,10 +161,12 @@ pub enum Kind {
     Forbidden,
     /// 429.
     RateLimited,
-    /// 400/413/415 from the body checks.
+    /// 400/413/415 from the parameter and body checks.
     Invalid,
     /// 503: the audit trail cannot be written.
     AuditUnavailable,
+    /// 503: the shared rate limit store fails and `on_error = "deny"`.
+    RateLimitStoreUnavailable,
     /// 503: load shed.
     Overloaded,
     /// 502.
@@ -125,6 +175,8 @@ pub enum Kind {
     Timeout,
     /// 500, and every error that is not ours.
     Internal,
+    /// Answered by the gateway itself, not a failure (204 to `OPTIONS`).
+    Answered,
 }
 
 impl Kind {
@@ -139,10 +191,12 @@ impl Kind {
             Kind::RateLimited => "rate_limited",
             Kind::Invalid => "invalid",
             Kind::AuditUnavailable => "audit_unavailable",
+            Kind::RateLimitStoreUnavailable => "rate_limit_store_unavailable",
             Kind::Overloaded => "overloaded",
             Kind::UpstreamUnavailable => "upstream_unavailable",
             Kind::Timeout => "timeout",
             Kind::Internal => "error",
+            Kind::Answered => "answered",
         }
     }
 }
@@ -182,12 +236,16 @@ impl Error {
             Error::BadPath(_) => Kind::BadPath,
             Error::NoRoute => Kind::NoRoute,
             Error::MethodNotAllowed { .. } => Kind::MethodNotAllowed,
-            Error::Forbidden { .. } => Kind::Forbidden,
+            Error::Forbidden { .. } | Error::ScopeMissing { .. } => Kind::Forbidden,
+            Error::Options { .. } => Kind::Answered,
             Error::RateLimited { .. } => Kind::RateLimited,
             Error::UnsupportedMediaType { .. }
             | Error::PayloadTooLarge { .. }
+            | Error::InvalidParameters { .. }
+            | Error::ContentEncoded { .. }
             | Error::InvalidBody { .. } => Kind::Invalid,
             Error::AuditUnavailable => Kind::AuditUnavailable,
+            Error::RateLimitStoreUnavailable { .. } => Kind::RateLimitStoreUnavailable,
             Error::Overloaded => Kind::Overloaded,
             Error::UpstreamUnavailable(_) => Kind::UpstreamUnavailable,
             Error::UpstreamTimeout => Kind::Timeout,

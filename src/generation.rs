@@ -38,6 +38,8 @@ pub struct Generation {
     tls: Option<Arc<CertifiedKey>>,
     /// The security stack; `None` in passthrough mode.
     security: Option<Security>,
+    /// Browser cross-origin requests; `None` unless `[cors]` allows origins.
+    cors: Option<crate::cors::CorsGateLayer>,
     /// The files read, with their digests, in reading order.
     files: Vec<FileDigest>,
     /// Digest of `files`.
@@ -90,11 +92,17 @@ impl Generation {
                 }
                 let operations = OperationTable::load(&sections.api, path, base)?;
                 let policy = Policy::load(&sections.authz, path, base, &operations)?;
-                let validators = Validators::compile(
+                let validators = Validators::compile_with(
                     operations.operations(),
                     |idx| Some(operations.document(idx)),
                     &sections.validation,
                     path,
+                    &config
+                        .upstream
+                        .headers
+                        .iter()
+                        .map(|(n, _)| n.to_string())
+                        .collect::<Vec<_>>(),
                 )?;
                 Some(Security {
                     auth,
@@ -106,6 +114,7 @@ impl Generation {
                 })
             }
         };
+        let cors = crate::cors::CorsGateLayer::from_section(&config.sections.cors, path)?;
         if security.is_none() {
             // Validated in passthrough mode too, as before.
             config.sections.rate_limit.validate(path)?;
@@ -125,6 +134,7 @@ impl Generation {
             config: Arc::new(config),
             tls,
             security,
+            cors,
             files,
             sha256,
         })
@@ -145,6 +155,11 @@ impl Generation {
         self.security.as_ref().map(|s| &s.policy)
     }
 
+    /// The compiled request body checks (`None` in passthrough mode).
+    pub fn validators(&self) -> Option<&Arc<Validators>> {
+        self.security.as_ref().map(|s| &s.validators)
+    }
+
     /// The files read, each with its SHA-256.
     pub fn files(&self) -> &[FileDigest] {
         &self.files
@@ -160,6 +175,11 @@ impl Generation {
         self.tls.as_ref()
     }
 
+    /// The CORS layer (`None` unless `[cors]` allows origins).
+    pub(crate) fn cors(&self) -> Option<&crate::cors::CorsGateLayer> {
+        self.cors.as_ref()
+    }
+
     /// The security stack's parts (`None` in passthrough mode).
     pub(crate) fn security(&self) -> Option<&Security> {
         self.security.as_ref()
@@ -170,6 +190,10 @@ impl Generation {
     pub fn restart_required(&self, next: &Generation) -> Vec<&'static str> {
         let mut keys = crate::config::restart_required(&self.config, &next.config);
         if let (Some(a), Some(b)) = (&self.security, &next.security) {
+            // Compared in memory only: the settings may hold a password.
+            if format!("{:?}", a.rate_limit.store) != format!("{:?}", b.rate_limit.store) {
+                keys.push("rate_limit.store");
+            }
             let (a, b) = (&a.audit, &b.audit);
             if a.path != b.path {
                 keys.push("audit.path");

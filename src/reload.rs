@@ -149,7 +149,7 @@ pub async fn reload(gateway: &Gateway) -> Result<Reloaded, Refused> {
         gateway.generation_number(),
     );
     if let Some(audit) = gateway.audit()
-        && let Err(e) = audit.log().append_reload(&record).await
+        && let Err(e) = audit.append_reload(&record).await
     {
         tracing::error!(error = %e, generation = record.generation, "reload not audited");
     }

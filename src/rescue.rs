@@ -11,7 +11,9 @@
 //! | everything else | 400/403/404/405/413/415/5xx | `ErrorResponseDto` |
 //!
 //! Unknown errors are logged with the request id and shown to the client as
-//! a generic 500; their details never reach the client.
+//! a generic 500; their details never reach the client. The cause, as
+//! [`crate::error::classify`] sees it, goes into the request's
+//! [`RequestRecord`] for the access log, the metrics and the audit.
 //!
 //! A layer that wants headers on the response even when the request fails
 //! further down (the `RateLimit` fields of a request that was counted) puts
@@ -31,6 +33,7 @@ use tower::{Layer, Service};
 
 use crate::body::{Body, BoxError, full};
 use crate::error::Error;
+use crate::record::RequestRecord;
 use crate::request_id::RequestId;
 
 /// Turns inner errors into responses.
@@ -95,12 +98,17 @@ where
             .unwrap_or_else(RequestId::generate);
         let extra = ErrorHeaders::default();
         req.extensions_mut().insert(extra.clone());
+        let record = req.extensions().get::<RequestRecord>().cloned();
         let fut = self.inner.call(req);
         Box::pin(async move {
             match fut.await {
                 Ok(res) => Ok(res),
                 Err(e) => {
-                    let mut res = respond(&e.into(), &id);
+                    let e: BoxError = e.into();
+                    if let Some(record) = &record {
+                        record.set_failure(&*e);
+                    }
+                    let mut res = respond(&e, &id);
                     res.headers_mut().extend(extra.take());
                     Ok(res)
                 }
@@ -153,6 +161,20 @@ pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
                 .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
             res
         }
+        Error::RateLimitStoreUnavailable { retry_after } => {
+            let mut res = dto(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable",
+                &[
+                    "The request was not counted against its quota because the rate limit store is unavailable; retry later.",
+                ],
+                id,
+            );
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            res
+        }
         Error::BadPath(why) => dto(
             StatusCode::BAD_REQUEST,
             "400.0 Bad Request",
@@ -183,19 +205,72 @@ pub fn respond(err: &BoxError, id: &RequestId) -> Response<Body> {
             StatusCode::FORBIDDEN,
             "403 Forbidden",
             &[&format!(
-                "The server understood the request but refuses to authorize it: the caller may not call {operation}."
+                "The server understood the request but refuses to authorize it: the caller may not call {operation} (no role of the caller is granted it)."
             )],
             id,
         ),
-        Error::UnsupportedMediaType { accepted } => dto(
+        Error::ScopeMissing {
+            operation,
+            requirements,
+        } => dto(
+            StatusCode::FORBIDDEN,
+            "403 Forbidden",
+            &[&format!(
+                "The server understood the request but refuses to authorize it: the caller's role may call {operation} but the token lacks the scopes it needs (one of: {}).",
+                requirements.join(" | ")
+            )],
+            id,
+        ),
+        Error::Options { allow } => {
+            let mut res = Response::new(crate::body::empty());
+            *res.status_mut() = StatusCode::NO_CONTENT;
+            if let Ok(v) = HeaderValue::from_str(allow) {
+                res.headers_mut().insert(ALLOW, v);
+            }
+            res
+        }
+        Error::InvalidParameters { messages } => {
+            let texts: Vec<&str> = messages.iter().map(String::as_str).collect();
+            dto(StatusCode::BAD_REQUEST, "400.0 Bad Request", &texts, id)
+        }
+        Error::ContentEncoded { encoding } => dto(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "415 Unsupported Media Type",
             &[&format!(
-                "Content-Type must be one of: {}.",
-                accepted.join(", ")
+                "Content-Encoding {encoding:?} is not accepted: the gateway validates the body as sent and does not decompress it; send it uncompressed."
             )],
             id,
         ),
+        Error::UnsupportedMediaType {
+            accepted,
+            received,
+            patch,
+        } => {
+            let text = match (accepted.is_empty(), received) {
+                (true, _) => "This operation declares no request body media type.".to_owned(),
+                (false, None) => format!(
+                    "A single Content-Type header is required; it must be one of: {}.",
+                    accepted.join(", ")
+                ),
+                (false, Some(r)) => format!(
+                    "Content-Type {r} is not accepted; it must be one of: {}.",
+                    accepted.join(", ")
+                ),
+            };
+            let mut res = dto(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "415 Unsupported Media Type",
+                &[&text],
+                id,
+            );
+            if *patch
+                && !accepted.is_empty()
+                && let Ok(v) = HeaderValue::from_str(&accepted.join(", "))
+            {
+                res.headers_mut().insert("accept-patch", v);
+            }
+            res
+        }
         Error::PayloadTooLarge { limit } => dto(
             StatusCode::PAYLOAD_TOO_LARGE,
             "413 Payload Too Large",
@@ -332,6 +407,18 @@ mod tests {
             headers: Default::default(),
         };
         assert_eq!(run(err).await.0.headers()[RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn rate_limit_store_unavailable_is_503_with_retry_after() {
+        let err = Error::RateLimitStoreUnavailable {
+            retry_after: Duration::from_secs(1),
+        };
+        let (res, body) = run(err).await;
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()[RETRY_AFTER], "1");
+        assert_eq!(body["detailCode"], "503 Service Unavailable");
+        assert_eq!(body["trackingId"], "rid");
     }
 
     #[tokio::test]

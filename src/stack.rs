@@ -2,7 +2,9 @@
 //!
 //! Each layer has one concern; it rejects with a typed
 //! [`crate::error::Error`] and passes what it learned (request id, principal,
-//! matched operation) to the layers below in request extensions.
+//! matched operation) to the layers below in request extensions, and writes
+//! its part of the per-request [`crate::record::RequestRecord`], which the
+//! outer record layer reads once the response is ready.
 //!
 //! A [`Gateway`] serves one started [`Generation`] at a time. Each request
 //! takes the generation serving when it arrives and runs on it to the end,
@@ -35,9 +37,10 @@ use crate::health::{CheckFuture, Health, ReadinessCheck, UpstreamReachable};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::rate_limit::RateLimiting;
+use crate::record::{ForwardLayer, NoteLayer, RecordLayer};
 use crate::routes::{MatchOperationLayer, OperationTable};
 use crate::tls::CertResolver;
-use crate::validate::ValidateBodyLayer;
+use crate::validate::{ValidateBodyLayer, Validators};
 
 /// The request path of one generation, as the listener calls it.
 type Stack = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -97,10 +100,14 @@ struct Parts {
     /// The audit trail; `None` in passthrough mode.
     audit: Option<Audit>,
     /// The request body checks; `None` in passthrough mode.
-    validators: Option<Arc<crate::validate::Validators>>,
+    validators: Option<Arc<Validators>>,
     /// Per-client quotas and the failed-authentication limiter; `None` in
     /// passthrough mode.
     rate_limit: Option<RateLimiting>,
+    /// Browser cross-origin requests; `None` unless `[cors]` allows origins.
+    cors: Option<crate::cors::CorsGateLayer>,
+    /// The Prometheus registry every layer records into (the gateway's).
+    metrics: Metrics,
 }
 
 impl Parts {
@@ -108,7 +115,11 @@ impl Parts {
     /// generation being replaced) what outlives it. Spawns the background
     /// tasks (idle-key sweep, JWKS polling and refresh) on the current
     /// runtime; opens the audit trail only when there is no previous one.
-    fn start(generation: &Generation, previous: Option<&Parts>) -> Result<Parts, ConfigError> {
+    fn start(
+        generation: &Generation,
+        previous: Option<&Parts>,
+        metrics: &Metrics,
+    ) -> Result<Parts, ConfigError> {
         let config = generation.config();
         let proxy = Proxy::new(&config.upstream)
             .map_err(|e| ConfigError::at(&config.path, "upstream.url", e))?;
@@ -141,12 +152,15 @@ impl Parts {
                 audit: None,
                 validators: None,
                 rate_limit: None,
+                cors: generation.cors().cloned(),
+                metrics: metrics.clone(),
             });
         };
         let auth = Authenticator::start(
             &security.auth,
             previous.and_then(|p| p.auth.as_deref()),
             Arc::new(SystemClock),
+            metrics.clone(),
         )?;
         checks.push(Arc::new(IssuersHaveKeys(auth.clone())));
         let health = Health::new(
@@ -159,10 +173,18 @@ impl Parts {
             Some(p) => RateLimiting::carry_over(&security.rate_limit, p),
             None => RateLimiting::start(&security.rate_limit),
         };
+        // The shared quota store's state, errors and fallback decisions.
+        if let Some(store) = rate_limit.store() {
+            store
+                .record_into(metrics)
+                .map_err(|e| ConfigError::at(&config.path, "rate_limit.store", e))?;
+        }
         // Last, so a bad config never creates the trail.
         let audit = match previous.and_then(|p| p.audit.as_ref()) {
-            Some(a) => Audit::with_log(a.log().clone(), &security.audit),
-            None => Audit::start(&security.audit)
+            Some(a) => {
+                Audit::with_log_and_metrics(a.log().clone(), &security.audit, metrics.clone())
+            }
+            None => Audit::open(&security.audit, metrics.clone())
                 .map_err(|e| ConfigError::at(&config.path, "audit.path", e))?,
         };
         Ok(Parts {
@@ -175,6 +197,8 @@ impl Parts {
             audit: Some(audit),
             validators: Some(security.validators.clone()),
             rate_limit: Some(rate_limit),
+            cors: generation.cors().cloned(),
+            metrics: metrics.clone(),
         })
     }
 }
@@ -196,7 +220,7 @@ impl Gateway {
     /// audit trail, starts the background tasks (on the current tokio
     /// runtime, if any).
     pub fn start(generation: Generation, metrics: Metrics) -> Result<Gateway, ConfigError> {
-        let parts = Parts::start(&generation, None)?;
+        let parts = Parts::start(&generation, None, &metrics)?;
         crate::reload::count(&metrics, None, 1);
         let tls = generation
             .tls()
@@ -220,7 +244,7 @@ impl Gateway {
     /// [`Generation::restart_required`]. On error nothing changed.
     pub(crate) fn swap_in(&self, next: Generation) -> Result<u64, ConfigError> {
         let current = self.shared.current.load_full();
-        let parts = Parts::start(&next, Some(&current.parts))?;
+        let parts = Parts::start(&next, Some(&current.parts), &self.shared.metrics)?;
         if let (Some(resolver), Some(cert)) = (&self.shared.tls, next.tls()) {
             resolver.store(cert.clone());
         }
@@ -286,6 +310,11 @@ impl Gateway {
     /// The authorization policy (`None` in passthrough mode).
     pub fn policy(&self) -> Option<Arc<Policy>> {
         self.shared.current.load().parts.policy().cloned()
+    }
+
+    /// The request checks (`None` in passthrough mode).
+    pub fn validators(&self) -> Option<Arc<Validators>> {
+        self.shared.current.load().parts.validators.clone()
     }
 
     /// The audit trail (`None` in passthrough mode).
@@ -382,23 +411,31 @@ impl Parts {
     + Send
     + Sync
     + 'static {
-        let audit_refusals = self
-            .audit
-            .as_ref()
-            .zip(self.operations())
-            .map(|(a, table)| {
-                let table = table.clone();
-                a.unauthenticated_layer(Arc::new(move |method: &Method, path: &str| {
-                    table.find(method, path).ok()
-                }))
-            });
+        // Finds the operation a request refused before matching would have
+        // matched, for its audit record.
+        let lookup: Option<crate::audit::OperationLookup> = self.operations().map(|table| {
+            let table = table.clone();
+            Arc::new(move |method: &Method, path: &str| table.find(method, path).ok())
+                as crate::audit::OperationLookup
+        });
         let rate_limit = self.rate_limit.as_ref();
         ServiceBuilder::new()
             // Request id: taken from the client when well-formed, else generated.
             .layer(crate::request_id::RequestIdLayer)
-            // One access-log line per request, with its final status.
-            .layer(crate::access_log::AccessLogLayer)
-            // Every error below becomes a response in the API's error shapes.
+            // W3C traceparent: the client's when valid, else a new trace; sent upstream.
+            .layer(crate::trace_context::TraceContextLayer)
+            // The request record every layer below fills in; when the response
+            // is ready it feeds the audit outcome, the metrics and the access log.
+            .layer(RecordLayer::new(
+                self.metrics.clone(),
+                self.audit.clone(),
+                lookup,
+            ))
+            // CORS for allowed origins: preflights answered here, without a
+            // token; CORS headers on every response to them, errors included.
+            .option_layer(self.cors.clone())
+            // Every error below becomes a response in the API's error shapes
+            // (and its classification goes into the record).
             .layer(crate::rescue::RescueLayer)
             // /healthz and /readyz, answered here, never proxied or limited.
             .layer(self.health.clone())
@@ -411,17 +448,19 @@ impl Parts {
             .timeout(limits.request_timeout)
             // Bodies over max_body_bytes: 413.
             .layer(crate::limits::BodyLimitLayer::new(limits.max_body_bytes))
-            // Audit mutation attempts refused before matching (unauthenticated).
-            .option_layer(audit_refusals)
             // Peers over their budget of failed authentications: 429 before any
-            // token is verified.
-            .option_layer(rate_limit.and_then(RateLimiting::auth_failure_layer))
+            // token is verified, except for tokens in the verified-token cache.
+            .option_layer(
+                rate_limit
+                    .and_then(RateLimiting::auth_failure_layer)
+                    .map(|l| l.verified_by(self.auth.clone())),
+            )
             // Bearer JWT from a configured issuer (401); the principal goes into extensions.
             .option_layer(self.auth.clone().map(AuthenticateLayer::new))
             // Match to an OpenAPI operation on the raw path (400 ambiguous, 404, 405).
             .option_layer(self.operations().cloned().map(MatchOperationLayer::new))
-            // Audit the outcome of every matched mutation, refused or forwarded.
-            .option_layer(self.audit.as_ref().map(Audit::outcome_layer))
+            // The principal and the operation go into the request record.
+            .layer(NoteLayer)
             // Only operations the policy grants to the caller's roles and scopes (403).
             .option_layer(self.policy().cloned().map(AuthorizeLayer::new))
             // Per-client quotas, reads and mutations apart (429 + Retry-After);
@@ -431,6 +470,8 @@ impl Parts {
             .option_layer(self.validators.clone().map(ValidateBodyLayer::new))
             // Audit the intent durably before forwarding (503 when it cannot be).
             .option_layer(self.audit.as_ref().map(Audit::intent_layer))
+            // The upstream phase: forwarded, upstream status and time, a create's new id.
+            .layer(ForwardLayer::new(self.audit.is_some()))
             // Forward to the upstream.
             .service(self.proxy.clone())
     }

@@ -1,18 +1,40 @@
-//! Logging set-up: `tracing-subscriber`, pretty or JSON, `RUST_LOG` first.
+//! Logging set-up: `tracing-subscriber`, plain text or JSON, `RUST_LOG`
+//! first, on standard error.
+//!
+//! Lines go through a non-blocking writer (`tracing-appender`): a worker
+//! thread does the writing, so a slow disk or a full pipe never stalls a
+//! request; when its buffer is full, lines are dropped rather than waited
+//! for. Colours (ANSI escape codes) are used only when standard error is a
+//! terminal, never in files or pipes.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Keeps the log writer running; dropping it flushes what is buffered.
+/// Hold it until the process ends.
+#[must_use = "dropping the guard stops the log writer"]
+#[derive(Debug)]
+pub struct LogGuard(
+    #[allow(dead_code, reason = "held for its Drop")]
+    Option<tracing_appender::non_blocking::WorkerGuard>,
+);
+
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `level`.
 /// Calling it twice is harmless (the second call does nothing).
-pub fn init(format: LogFormat, level: &str) {
+pub fn init(format: LogFormat, level: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
+        .with_ansi(ansi)
+        .with_writer(writer);
+    let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
+    LogGuard(installed.is_ok().then_some(guard))
 }

@@ -174,6 +174,7 @@ fn support_record() -> simgate::audit::record::Record {
     Record {
         kind: Kind::Intent,
         request_id: None,
+        trace_id: None,
         operation_id: "deleteSIMIntegration".into(),
         method: "DELETE".into(),
         path: ONE.into(),

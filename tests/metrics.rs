@@ -148,3 +148,147 @@ async fn admin_is_off_unless_configured() {
     assert!(gw.admin.is_none());
     gw.stop().await;
 }
+
+/// Quotas: reads never limited here; mutations allow 2 at once and refill
+/// one every 1000 s, so the third is refused.
+const QUOTAS: &str = r#"
+[rate_limit.reads]
+requests_per_second = 100000
+burst = 100000
+[rate_limit.mutations]
+requests_per_second = 0.001
+burst = 2
+"#;
+
+const LIST: &str = "/beta/sim-integrations";
+const ONE: &str = "/beta/sim-integrations/2c9180835d2e5168015d32f890ca1581";
+
+fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, key: &str) -> f64 {
+    after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn counters_move_by_exactly_the_traffic_sent() {
+    use support::gateway::standard;
+    use support::tokens::{self, token};
+
+    let up = Recording::start().await;
+    let gw = TestGateway::start(&format!("{}{QUOTAS}{ADMIN}", standard(&up.url()))).await;
+    let reader = token("svc-reader", &["SIM_READER"], &["sp:scopes:all"]);
+    let admin = token("svc-admin", &["ORG_ADMIN"], &["sp:scopes:all"]);
+    let before = samples(&scrape(&gw).await);
+
+    // 3 reads, allowed.
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url(LIST), Some(&reader)).await.status, 200);
+    }
+    // 2 reads without a token: 401 before matching.
+    for _ in 0..2 {
+        assert_eq!(get(&gw.url(LIST), None).await.status, 401);
+    }
+    // 1 delete by a reader: 403.
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (r, a) = (bearer(&reader), bearer(&admin));
+    let res = send(Method::DELETE, &gw.url(ONE), &[("authorization", &r)], "").await;
+    assert_eq!(res.status, 403);
+    // 1 unknown path: 404.
+    assert_eq!(
+        get(&gw.url("/beta/nothing-here"), Some(&reader))
+            .await
+            .status,
+        404
+    );
+    // 3 deletes by an admin: 2 forwarded, the third over quota.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            send(Method::DELETE, &gw.url(ONE), &[("authorization", &a)], "")
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses[2], 429, "{statuses:?}");
+    let forwarded_deletes = statuses.iter().filter(|s| **s != 429).count();
+    assert_eq!(forwarded_deletes, 2);
+    assert_eq!(up.count(), 5, "3 reads and 2 deletes reached the upstream");
+
+    let text = scrape(&gw).await;
+    promtool_check(&text).unwrap_or_else(|e| panic!("promtool refused the scrape: {e}\n{text}"));
+    let after = samples(&text);
+    let d = |key: &str| delta(&before, &after, key);
+    let req = |op: &str, method: &str, status: u16, decision: &str| {
+        format!(
+            "simgate_requests_total{{decision=\"{decision}\",method=\"{method}\",operation=\"{op}\",status=\"{status}\"}}"
+        )
+    };
+    let delete_status = statuses[0];
+    assert_eq!(
+        d(&req("getSIMIntegrations", "GET", 200, "allowed")),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(d(&req("unmatched", "GET", 401, "unauthenticated")), 2.0);
+    assert_eq!(
+        d(&req("deleteSIMIntegration", "DELETE", 403, "forbidden")),
+        1.0
+    );
+    assert_eq!(d(&req("unmatched", "GET", 404, "no_route")), 1.0);
+    assert_eq!(
+        d(&req(
+            "deleteSIMIntegration",
+            "DELETE",
+            delete_status,
+            "allowed"
+        )),
+        2.0
+    );
+    assert_eq!(
+        d(&req("deleteSIMIntegration", "DELETE", 429, "rate_limited")),
+        1.0
+    );
+    let total: f64 = after
+        .iter()
+        .filter(|(k, _)| k.starts_with("simgate_requests_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(total, 10.0, "every request counted once");
+
+    assert_eq!(
+        d("simgate_auth_failures_total{reason=\"missing_token\"}"),
+        2.0
+    );
+    assert_eq!(d("simgate_rate_limited_total{class=\"mutations\"}"), 1.0);
+    assert_eq!(d("simgate_audit_records_total{kind=\"intent\"}"), 2.0);
+    // Outcomes: 2 forwarded deletes, the 403 and the 429 (reads are not audited).
+    assert_eq!(d("simgate_audit_records_total{kind=\"outcome\"}"), 4.0);
+    assert_eq!(d("simgate_audit_sync_seconds_count"), 6.0);
+    assert_eq!(after["simgate_audit_queue_depth"], 0.0);
+    assert_eq!(after["simgate_requests_in_flight"], 0.0);
+    assert_eq!(
+        d("simgate_request_duration_seconds_count{operation=\"getSIMIntegrations\"}"),
+        3.0
+    );
+    assert_eq!(
+        d("simgate_upstream_duration_seconds_count{operation=\"deleteSIMIntegration\"}"),
+        2.0
+    );
+    assert_eq!(
+        d("simgate_upstream_duration_seconds_count{operation=\"getSIMIntegrations\"}"),
+        3.0
+    );
+    // Tokens: the reader's first use misses, its 4 later uses hit; the
+    // admin's 1 miss and 2 hits. The failed requests carried no token.
+    assert_eq!(d("simgate_token_cache_total{result=\"miss\"}"), 2.0);
+    assert_eq!(d("simgate_token_cache_total{result=\"hit\"}"), 6.0);
+    assert_eq!(
+        after[&format!("simgate_jwks_keys{{issuer=\"{}\"}}", tokens::ISS)],
+        1.0
+    );
+    // No label carries a path, a subject or a client id.
+    for key in after.keys() {
+        assert!(!key.contains("svc-"), "{key}");
+        assert!(!key.contains("/beta"), "{key}");
+    }
+    gw.stop().await;
+}

@@ -582,7 +582,7 @@ async fn a_key_added_to_jwks_file_is_accepted_without_a_restart() {
     let setup = Setup::new(&up.url(), "");
     let mut gw = Serve::start(&setup.path("simgate.toml")).await;
     let rotated = Issuer::generate_es256("rotated-es256");
-    let new_token = rotated.token("rotated", &["SIM_READER"], &[READ]);
+    let new_token = rotated.token("rotated", &["SIM_READER"], &[READ, MANAGE]);
 
     let res = support::http::get(&gw.url(LIST), Some(&new_token)).await;
     assert_eq!(res.status, 401, "{}", res.text());

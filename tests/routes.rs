@@ -159,28 +159,32 @@ async fn unknown_paths_are_404_other_methods_405() {
         (
             Method::DELETE,
             "/beta/sim-integrations".to_owned(),
-            "GET, POST",
+            "GET, HEAD, POST, OPTIONS",
         ),
-        (Method::HEAD, "/sim-integrations/v1".to_owned(), "GET, POST"),
+        (
+            Method::PUT,
+            "/sim-integrations/v1".to_owned(),
+            "GET, HEAD, POST, OPTIONS",
+        ),
         (
             Method::POST,
             format!("/beta/sim-integrations/{ID}"),
-            "GET, PUT, PATCH, DELETE",
-        ),
-        (
-            Method::OPTIONS,
-            format!("/sim-integrations/v1/{ID}"),
-            "GET, PUT, PATCH, DELETE",
+            "GET, HEAD, PUT, PATCH, DELETE, OPTIONS",
         ),
         (
             Method::GET,
             format!("/beta/sim-integrations/{ID}/beforeProvisioningRule"),
-            "PATCH",
+            "PATCH, OPTIONS",
+        ),
+        (
+            Method::HEAD,
+            format!("/beta/sim-integrations/{ID}/beforeProvisioningRule"),
+            "PATCH, OPTIONS",
         ),
         (
             Method::from_bytes(b"PURGE").unwrap(),
             "/beta/sim-integrations".to_owned(),
-            "GET, POST",
+            "GET, HEAD, POST, OPTIONS",
         ),
     ];
     for (method, path, allow) in cases {
@@ -191,6 +195,19 @@ async fn unknown_paths_are_404_other_methods_405() {
             assert_eq!(res.json()["detailCode"], "405 Method Not Allowed");
         }
     }
+    // OPTIONS is answered by the gateway with the path's methods.
+    let res = send(
+        Method::OPTIONS,
+        &gw.url(&format!("/sim-integrations/v1/{ID}")),
+        &h,
+        "",
+    )
+    .await;
+    assert_eq!(res.status, 204);
+    assert_eq!(
+        res.header("allow"),
+        "GET, HEAD, PUT, PATCH, DELETE, OPTIONS"
+    );
     assert_eq!(up.count(), 0);
     gw.stop().await;
 }

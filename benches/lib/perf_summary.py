@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Where the CPU of one profiled server goes, from `perf script` output.
 
-Usage: perf script -i perf.data | perf_summary.py REQUESTS > summary.md
+Usage: perf script -i perf.data | perf_summary.py [US_PER_REQUEST] > summary.md
 
 Each sample's stack is read leaf first. "self" charges a sample to the
-first category (in CATEGORIES order) that matches its leaf frame; "total"
+category of the first frame, from the leaf up, that matches one (generic
+frames such as `core::ptr::drop_in_place` or `Option::map` inlined from
+std charge their caller; in CATEGORIES order when several match); "total"
 charges it to every category that matches any frame of its stack (so totals
-overlap). With REQUESTS (completed during the profile) and the sampled CPU
-share, each share is also given in µs per request. Also writes the folded
+overlap). With US_PER_REQUEST (the server's CPU per request, measured
+without perf), each share is also given in µs per request. Also writes the folded
 stacks (flamegraph input) to the path in $FOLDED when set.
 """
 
@@ -42,6 +44,14 @@ def category(symbol):
     return "other"
 
 
+def self_category(stack):
+    for frame in stack:
+        cat = category(frame)
+        if cat != "other":
+            return cat
+    return "other"
+
+
 def samples(lines):
     """Yields stacks (leaf first) of symbols from `perf script` text."""
     stack = []
@@ -71,8 +81,7 @@ def samples(lines):
 
 
 def main():
-    requests = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else 0
-    cpu_s = float(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else 0.0
+    per_req = float(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else None
     self_count = collections.Counter()
     total_count = collections.Counter()
     leaf_syms = collections.Counter()
@@ -80,7 +89,7 @@ def main():
     n = 0
     for stack in samples(sys.stdin):
         n += 1
-        self_count[category(stack[0])] += 1
+        self_count[self_category(stack)] += 1
         leaf_syms[stack[0]] += 1
         for cat in {category(f) for f in stack}:
             total_count[cat] += 1
@@ -92,9 +101,8 @@ def main():
     if not n:
         print("no samples")
         return
-    per_req = (cpu_s * 1e6 / requests) if requests and cpu_s else None
-    print(f"{n} samples" + (f"; {requests} requests, {per_req:.1f} µs of CPU per request" if per_req else "") + "\n")
-    print("| where (self: the leaf frame) | self % | self µs/req | total % (anywhere in the stack) |")
+    print(f"{n} samples" + (f"; {per_req:.1f} µs of CPU per request (measured without perf)" if per_req else "") + "\n")
+    print("| where (self: the leaf frame, or its nearest caller in a category) | self % | self µs/req | total % (anywhere in the stack) |")
     print("|---|---:|---:|---:|")
     for cat, c in self_count.most_common():
         us = f"{per_req * c / n:.2f}" if per_req else "—"

@@ -25,6 +25,7 @@ NAMES = {
     "simgate-full-base": "simgate, full stack (baseline binary)",
     "simgate-full-always": "simgate, full stack (audit flush always)",
     "simgate-full-nocache": "simgate, full stack, token cache off",
+    "simgate-full-redis": "simgate, full stack, per-client quotas in Redis",
 }
 WORKLOADS = {
     "get": "Read path: `GET /sim-integrations/v1/{id}`",
@@ -152,7 +153,7 @@ def main():
     if meta["pin"]:
         layout = (
             f"server under test pinned to core {meta['sut_cpu']} with one worker "
-            f"(nginx `worker_processes 1`, HAProxy `nbthread 1`, simgate's tokio runtime sees one core); "
+            f"(nginx `worker_processes 1`, HAProxy `nbthread 1`, simgate: one worker, as its runtime sees one core); "
             f"load generator and reference upstream on core(s) {meta['load_cpu']}"
         )
     else:
@@ -188,6 +189,7 @@ def main():
     w("| | req/s | CPU µs per request | p99 at fixed rate | server core busy |\n|---|---:|---:|---:|---:|\n")
     for name in ["nginx", "minimal", "simgate-pass", "simgate-pass-ws", "simgate-pass-base",
                  "simgate-full", "simgate-full-log", "simgate-full-base", "simgate-full-nocache",
+                 "simgate-full-redis",
                  "haproxy", "direct"]:
         sat = s.get((name, "get", "sat"))
         rate = s.get((name, "get", "rate")) or {}
@@ -255,6 +257,7 @@ def main():
             pairs.insert(3, ("simgate-full-always", "simgate-full"))
         else:
             pairs.insert(3, ("simgate-full-nocache", "haproxy"))
+            pairs.insert(4, ("simgate-full-redis", "simgate-full"))
         direct_p99 = (s.get(("direct", wl, "rate")) or {}).get("p99")
         for a, b in pairs:
             ra, rb = s.get((a, wl, "rate")), s.get((b, wl, "rate"))
@@ -313,6 +316,15 @@ def targets(g, configs):
     row("access log on costs ≤ 1.5 µs per request",
         f"{fmt(cost, 1)} µs ({fmt(log_cpu, 1)} vs {fmt(full_cpu, 1)} µs)" if cost is not None else "—",
         None if cost is None else cost <= 1.5)
+    redis_p99, redis_cpu = g("simgate-full-redis", "rate", "p99"), g("simgate-full-redis", "sat", "cpu_us")
+    redis_p50, full_p50 = g("simgate-full-redis", "rate", "p50"), g("simgate-full", "rate", "p50")
+    added = None if redis_p99 is None or full_p99 is None else (redis_p99 - full_p99) * 1000
+    added50 = None if redis_p50 is None or full_p50 is None else (redis_p50 - full_p50) * 1000
+    cost = None if redis_cpu is None or full_cpu is None else redis_cpu - full_cpu
+    row("Redis store: added p99 at the fixed rate < 50 µs over the local store",
+        f"{fmt(added, 0)} µs (p50 {fmt(added50, 0)} µs; CPU {fmt(cost, 1)} µs per request more)"
+        if added is not None else "—",
+        None if added is None else added < 50)
     idle = mb((configs.get("simgate-full") or {}).get("idle_kb"))
     row("idle RSS < 20 MB (simgate full stack)", f"{fmt(idle, 1)} MB" if idle else "—",
         None if not idle else idle < 20)
@@ -325,6 +337,7 @@ def short(name):
         "simgate-full-always": "simgate full (always)",
         "simgate-full-nocache": "simgate full (no token cache)",
         "simgate-full-log": "simgate full (access log)",
+        "simgate-full-redis": "simgate full (Redis store)",
         "simgate-pass-ws": "simgate passthrough (work-stealing)",
         "simgate-pass-base": "simgate passthrough (baseline)",
         "simgate-full-base": "simgate full (baseline)",

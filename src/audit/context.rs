@@ -1,150 +1,90 @@
-//! What the audit layers know about one request, and the body capture.
+//! Audit records from what a request carries, and the body capture.
 //!
-//! The outcome layer builds an [`AuditContext`] once the operation is
-//! matched, wraps the request body in a [`super::tee`] (so whatever the
-//! layers below read of it is kept) and puts the context into the request
-//! extensions. The intent layer buffers the body that is about to be
-//! forwarded, digests and redacts it, writes the intent and marks the
-//! request as forwarded, so the outcome layer knows what to record at the
-//! end.
+//! [`record_for`] builds the common part of a request's records (who, what,
+//! where) from its facts; the intent layer fills it from the request
+//! extensions, the outcome from the [`crate::record::RequestRecord`].
+//! [`capture`] buffers a body about to be forwarded and [`summarize`]s it
+//! (digest, size, redacted copy).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
-use http::Request;
+use http::{Method, Request};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
 use super::record::{Actor, BodySummary, Decision, Kind, Record};
 use super::redact::Redactor;
-use super::tee::{Seen, tee};
 use crate::auth::Principal;
 use crate::body::{Body, BoxError, full};
 use crate::net::PeerAddr;
 use crate::request_id::RequestId;
 use crate::routes::{Operation, PathParams};
+use crate::trace_context::TraceContext;
 
-/// One request's audit state, shared by the audit layers through an
-/// `Arc<AuditContext>` request extension.
-#[derive(Debug)]
-pub struct AuditContext {
-    template: Record,
-    start: Instant,
-    /// What the layers below read of the body, as it arrived.
-    seen: OnceLock<Arc<Seen>>,
-    /// The body as forwarded (set by the intent layer).
-    forwarded_body: OnceLock<Option<BodySummary>>,
-    intent_seq: OnceLock<u64>,
-    forwarded: AtomicBool,
+/// What a request's audit records say about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The request id.
+    pub request_id: Option<&'a RequestId>,
+    /// The trace id.
+    pub trace_id: Option<&'a str>,
+    /// The method.
+    pub method: &'a Method,
+    /// The path (no query).
+    pub path: &'a str,
+    /// The TCP peer.
+    pub peer: Option<PeerAddr>,
+    /// The principal, if authenticated.
+    pub principal: Option<&'a Arc<Principal>>,
+    /// The operation.
+    pub operation: &'a Operation,
+    /// Its path parameters, when matched.
+    pub params: Option<&'a PathParams>,
 }
 
-impl AuditContext {
-    /// The context of a request matched to `op`, from its extensions
-    /// (request id, principal, path parameters, peer).
-    pub fn new<B>(req: &Request<B>, op: &Operation) -> Self {
+impl<'a> Facts<'a> {
+    /// The facts of a request matched to `op`, from its extensions.
+    pub fn of_request<B>(req: &'a Request<B>, op: &'a Operation) -> Facts<'a> {
         let ext = req.extensions();
-        let resource_id = ext
-            .get::<PathParams>()
+        Facts {
+            request_id: ext.get::<RequestId>(),
+            trace_id: ext.get::<TraceContext>().map(TraceContext::trace_id),
+            method: req.method(),
+            path: req.uri().path(),
+            peer: ext.get::<PeerAddr>().copied(),
+            principal: ext.get::<Arc<Principal>>(),
+            operation: op,
+            params: ext.get::<PathParams>(),
+        }
+    }
+}
+
+/// A record of `kind` with the facts filled in, decision `allowed`.
+pub fn record_for(kind: Kind, facts: &Facts<'_>) -> Record {
+    let op = facts.operation;
+    Record {
+        kind,
+        request_id: facts.request_id.map(|id| id.to_string()),
+        trace_id: facts.trace_id.map(str::to_owned),
+        operation_id: op.operation_id.clone(),
+        method: facts.method.to_string(),
+        path: facts.path.to_owned(),
+        resource_id: facts
+            .params
             .and_then(|p| p.get("id"))
             .map(str::to_owned)
-            .or_else(|| id_from_template(&op.path_template, req.uri().path()));
-        AuditContext {
-            template: Record {
-                kind: Kind::Outcome,
-                request_id: ext.get::<RequestId>().map(|id| id.to_string()),
-                operation_id: op.operation_id.clone(),
-                method: req.method().to_string(),
-                path: req.uri().path().to_owned(),
-                resource_id,
-                actor: Actor::from_principal(ext.get::<Arc<Principal>>()),
-                peer: ext.get::<PeerAddr>().map(|p| p.0.to_string()),
-                decision: Decision::Allowed,
-                reason: None,
-                upstream_status: None,
-                latency_ms: None,
-                body_sha256: None,
-                body_bytes: None,
-                body: None,
-                created_id: None,
-                intent_seq: None,
-            },
-            start: Instant::now(),
-            seen: OnceLock::new(),
-            forwarded_body: OnceLock::new(),
-            intent_seq: OnceLock::new(),
-            forwarded: AtomicBool::new(false),
-        }
-    }
-
-    /// The request id, for logs.
-    pub fn request_id(&self) -> &str {
-        self.template.request_id.as_deref().unwrap_or("-")
-    }
-
-    /// Wraps the request body so what the layers below read is kept.
-    pub fn tee(&self, body: Body) -> Body {
-        let (body, seen) = tee(body);
-        let _ = self.seen.set(seen);
-        body
-    }
-
-    /// Records the summary of the body as forwarded (once).
-    pub fn set_forwarded_body(&self, body: Option<BodySummary>) {
-        let _ = self.forwarded_body.set(body);
-    }
-
-    /// Records that the intent was written with `seq`.
-    pub fn set_intent(&self, seq: u64) {
-        let _ = self.intent_seq.set(seq);
-    }
-
-    /// Marks the request as handed to the upstream.
-    pub fn set_forwarded(&self) {
-        self.forwarded.store(true, Ordering::Release);
-    }
-
-    /// Whether the request was handed to the upstream.
-    pub fn forwarded(&self) -> bool {
-        self.forwarded.load(Ordering::Acquire)
-    }
-
-    /// The intent record: decision `allowed`, with the forwarded body.
-    pub fn intent(&self) -> Record {
-        let mut r = self.template.clone();
-        r.kind = Kind::Intent;
-        r.with_body(self.forwarded_body.get().and_then(Option::as_ref))
-    }
-
-    /// An outcome record. The body is the one forwarded, else whatever the
-    /// layers below read completely (e.g. validation), else none. Its
-    /// redacted copy is left out when the intent carried it already; the
-    /// digest is always there.
-    pub fn outcome(
-        &self,
-        decision: Decision,
-        reason: Option<String>,
-        redactor: &Redactor,
-    ) -> Record {
-        let read = || {
-            self.seen
-                .get()
-                .and_then(|s| s.complete_body())
-                .and_then(|b| summarize(&b, redactor))
-        };
-        let body = match self.forwarded_body.get() {
-            Some(forwarded) => forwarded.clone(),
-            None => read(),
-        };
-        let mut r = self.template.clone().with_body(body.as_ref());
-        r.decision = decision;
-        r.reason = reason;
-        r.latency_ms = Some(self.start.elapsed().as_secs_f64() * 1000.0);
-        r.intent_seq = self.intent_seq.get().copied();
-        if r.intent_seq.is_some() {
-            r.body = None;
-        }
-        r
+            .or_else(|| id_from_template(&op.path_template, facts.path)),
+        actor: Actor::from_principal(facts.principal),
+        peer: facts.peer.map(|p| p.0.to_string()),
+        decision: Decision::Allowed,
+        reason: None,
+        upstream_status: None,
+        latency_ms: None,
+        body_sha256: None,
+        body_bytes: None,
+        body: None,
+        created_id: None,
+        intent_seq: None,
     }
 }
 

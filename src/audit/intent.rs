@@ -1,17 +1,16 @@
-//! Layer (3): the durable intent record, just before the proxy.
+//! The durable intent record, just before the request is forwarded.
 //!
 //! For a matched mutation that passed authorization, rate limiting and
 //! validation, it buffers the body exactly as it will be forwarded, writes
 //! the intent record (who, what, the body's SHA-256 and redacted copy) and
-//! waits until the record is on stable storage; only then is the request
-//! forwarded, and marked as such for the outcome layer.
+//! waits until the record is on stable storage; only then does the request
+//! go on. It notes the intent's `seq` and the forwarded body in the
+//! request's [`RequestRecord`], from which the outcome is written at the end.
 //!
 //! Rejects: a mutation whose intent cannot be written, with
 //! [`Error::AuditUnavailable`] (503), unless `fail_open` is set, in which
-//! case it is forwarded with a warning. Reads and unmatched requests pass
-//! untouched. Normally the outcome layer above has prepared the request's
-//! [`AuditContext`]; without it this layer builds one itself, so it never
-//! forwards an unrecorded mutation.
+//! case it goes on with a warning. Reads and unmatched requests pass
+//! untouched.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,10 +18,13 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::context::{AuditContext, capture};
+use super::context::{Facts, capture, record_for};
+use super::record::Kind;
 use super::{Audit, ResponseFuture};
 use crate::body::{Body, BoxError};
 use crate::error::Error;
+use crate::record::RequestRecord;
+use crate::request_id::RequestId;
 use crate::routes::Operation;
 
 /// Writes the intent of every mutation durably before it is forwarded.
@@ -81,33 +83,37 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let audit = self.audit.clone();
         Box::pin(async move {
-            let ctx = match req.extensions().get::<Arc<AuditContext>>().cloned() {
-                Some(ctx) => ctx,
-                None => Arc::new(AuditContext::new(&req, &op)),
-            };
             // The body as it will be forwarded (after validation).
-            let (mut req, body) = capture(req, audit.redactor()).await?;
-            ctx.set_forwarded_body(body);
-            match audit.log().append(&ctx.intent()).await {
-                Ok(appended) => ctx.set_intent(appended.seq),
+            let (req, body) = capture(req, audit.redactor()).await?;
+            let intent =
+                record_for(Kind::Intent, &Facts::of_request(&req, &op)).with_body(body.as_ref());
+            let id = req
+                .extensions()
+                .get::<RequestId>()
+                .map(|id| id.to_string())
+                .unwrap_or_else(|| "-".into());
+            let seq = match audit.append(&intent).await {
+                Ok(appended) => Some(appended.seq),
                 Err(e) if audit.fail_open() => {
                     tracing::warn!(
-                        request_id = %ctx.request_id(),
+                        request_id = %id,
                         error = %e,
                         "audit intent NOT written; forwarding anyway (fail_open)"
                     );
+                    None
                 }
                 Err(e) => {
                     tracing::error!(
-                        request_id = %ctx.request_id(),
+                        request_id = %id,
                         error = %e,
                         "audit intent not written; mutation refused"
                     );
                     return Err(Error::AuditUnavailable.into());
                 }
+            };
+            if let Some(record) = req.extensions().get::<RequestRecord>() {
+                record.set_intent(seq, body);
             }
-            ctx.set_forwarded();
-            req.extensions_mut().insert(ctx);
             super::call_boxed(&mut inner, req).await
         })
     }
@@ -116,8 +122,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::AuditOutcomeLayer;
-    use crate::audit::test_support::{audit, operation, records};
+    use crate::audit::test_support::{audit, operation, records, stack};
     use crate::body::full;
     use http::Method;
     use http::header::CONTENT_TYPE;
@@ -142,19 +147,17 @@ mod tests {
     async fn intent_is_durable_before_forwarding_and_outcome_links_to_it() {
         let (audit, dir) = audit(|_| {});
         let path = dir.path().join("audit.jsonl");
-        let svc = ServiceBuilder::new()
-            .layer(AuditOutcomeLayer::new(audit.clone()))
-            .layer(AuditIntentLayer::new(audit))
-            .service_fn(move |_req: Request<Body>| {
-                // The intent is already in the file when the upstream is called.
-                let text = std::fs::read_to_string(&path).unwrap();
-                async move {
-                    assert_eq!(text.lines().count(), 1);
-                    assert!(text.contains("\"kind\":\"intent\""));
-                    Ok::<_, BoxError>(Response::new(crate::body::empty()))
-                }
-            });
-        svc.oneshot(patch()).await.unwrap();
+        let svc = stack(&audit, None, None, move |_req: Request<Body>| {
+            // The intent is already in the file when the upstream is called.
+            let text = std::fs::read_to_string(&path).unwrap();
+            async move {
+                assert_eq!(text.lines().count(), 1);
+                assert!(text.contains("\"kind\":\"intent\""));
+                Ok::<_, BoxError>(Response::new(crate::body::empty()))
+            }
+        });
+        let res = svc.oneshot(patch()).await.unwrap();
+        assert_eq!(res.status(), 200);
         let recs = records(&dir);
         assert_eq!(recs.len(), 2);
         let (intent, outcome) = (&recs[0], &recs[1]);
@@ -191,7 +194,6 @@ mod tests {
             let forwarded = Arc::new(AtomicUsize::new(0));
             let count = forwarded.clone();
             let svc = ServiceBuilder::new()
-                .layer(AuditOutcomeLayer::new(audit.clone()))
                 .layer(AuditIntentLayer::new(audit))
                 .service_fn(move |_req: Request<Body>| {
                     count.fetch_add(1, Ordering::SeqCst);
@@ -213,23 +215,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn works_without_the_outcome_layer_and_ignores_reads() {
+    async fn notes_the_intent_in_the_record_and_ignores_reads() {
         use http_body_util::BodyExt;
         let (audit, dir) = audit(|_| {});
         let svc = ServiceBuilder::new()
             .layer(AuditIntentLayer::new(audit))
             .service_fn(|req: Request<Body>| async move {
-                let forwarded = req
+                let seq = req
                     .extensions()
-                    .get::<Arc<AuditContext>>()
-                    .map(|c| c.forwarded());
-                Ok::<_, BoxError>(Response::new(full(format!("{forwarded:?}"))))
+                    .get::<RequestRecord>()
+                    .and_then(|r| r.intent().map(|i| i.seq));
+                Ok::<_, BoxError>(Response::new(full(format!("{seq:?}"))))
             });
         let text = |res: Response<Body>| async move {
             res.into_body().collect().await.unwrap().to_bytes()
         };
-        let res = svc.clone().oneshot(patch()).await.unwrap();
-        assert_eq!(text(res).await, "Some(true)");
+        let mut req = patch();
+        let record = RequestRecord::new(&req);
+        req.extensions_mut().insert(record);
+        let res = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(text(res).await, "Some(Some(1))");
         let recs = records(&dir);
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0]["kind"], "intent");

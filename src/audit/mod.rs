@@ -7,63 +7,58 @@
 //! ([`writer`]), rotated by size or UTC day ([`rotate`]), with secrets
 //! redacted ([`redact`]), and checked by `simgate audit verify` ([`verify`]).
 //!
-//! # Three layers, one record per fact
+//! # One request record, two audit steps
 //!
-//! The stack ([`crate::stack`]) gives the audit three places:
+//! The audit reads the request's [`crate::record::RequestRecord`] and adds
+//! one step to the stack ([`crate::stack`]):
 //!
 //! ```text
-//! BodyLimit
-//! → AuditUnauthenticated   (1) refusals before the operation is matched
-//! → [failed-auth limiter] → Authenticate → MatchOperation
-//! → AuditOutcome           (2) the outcome of every matched mutation
-//! → Authorize → RateLimit → ValidateBody
-//! → AuditIntent            (3) the durable intent, before forwarding
-//! → Proxy
+//! Record (creates the request record; at the end: audit outcome, metrics, access log)
+//! → Rescue → … → Authenticate → MatchOperation → Note → Authorize → RateLimit → ValidateBody
+//! → AuditIntent            the durable intent, before forwarding
+//! → Forward → Proxy
 //! ```
 //!
-//! 1. [`AuditUnauthenticatedLayer`] records a mutation attempt refused
-//!    before matching — by authentication (`unauthenticated`) or by the
-//!    failed-auth limiter (`rate_limited`) — with actor `"unauthenticated"`.
-//!    It finds the operation with an [`OperationLookup`] only when the
-//!    request failed, and skips requests the outcome layer took over, so
-//!    nothing is recorded twice. The body of an unauthenticated request is
-//!    never read.
-//! 2. [`AuditOutcomeLayer`] sees the principal and the operation. It keeps
-//!    what the layers below read of the body (without reading it itself),
-//!    and after they have answered writes one outcome record: refused
-//!    (`forbidden`, `rate_limited`, `invalid`), answered by the upstream
-//!    (`allowed`, with status, latency and, for a create, the new id), or
-//!    failed upstream (`upstream_error`). A drop guard writes the outcome of
-//!    a request cancelled midway (client gone, request timeout).
-//! 3. [`AuditIntentLayer`] buffers the body as it will be forwarded, writes
+//! 1. [`AuditIntentLayer`] buffers the body as it will be forwarded, writes
 //!    the intent record (with its digest and redacted copy) and waits until
-//!    it is on stable storage before the request is forwarded; if it cannot
-//!    be written the mutation is refused with 503
+//!    it is on stable storage before the request goes on; if it cannot be
+//!    written the mutation is refused with 503
 //!    ([`crate::error::Error::AuditUnavailable`]) and not forwarded, unless
-//!    `fail_open` is set.
+//!    `fail_open` is set. It notes the intent in the request record.
+//! 2. When the response is ready, [`Audit::record_outcome`] writes one
+//!    outcome record from the request record ([`outcome`]): refused
+//!    (`unauthenticated`, `forbidden`, `rate_limited`, `invalid`, `error`),
+//!    answered by the upstream (`allowed`, with status, latency and, for a
+//!    create, the new id), or failed upstream (`upstream_error`). Mutations
+//!    refused before matching (authentication, the failed-auth limiter) are
+//!    recorded with actor `"unauthenticated"` when their path would have
+//!    matched an audited operation.
 //!
 //! So an allowed mutation has two records (intent, then outcome with the
-//! intent's `seq`); a refused one has one. Refusals and outcomes are also
-//! durable before their response is sent, which keeps the writer's queue
-//! bounded by the number of requests in flight; a failure to write them is
-//! logged and does not change the response. An intent without an outcome
-//! means the gateway stopped before the upstream answered. None of the
-//! layers is installed in `server.mode = "passthrough"`.
+//! intent's `seq`); a refused one has one. Outcomes are durable before
+//! their response is sent, which keeps the writer's queue bounded by the
+//! number of requests in flight; a failure to write them is logged and does
+//! not change the response. An intent without an outcome means the gateway
+//! stopped before the upstream answered. Nothing is audited in
+//! `server.mode = "passthrough"`.
 
 //! ```no_run
 //! use simgate::audit::{Audit, AuditConfig};
 //! use simgate::body::{Body, BoxError, empty};
+//! use simgate::metrics::Metrics;
 //!
 //! # fn main() -> std::io::Result<()> {
-//! let audit = Audit::start(&AuditConfig::with_path("audit/audit.jsonl"))?;
+//! let metrics = Metrics::new();
+//! let audit = Audit::open(&AuditConfig::with_path("audit/audit.jsonl"), metrics.clone())?;
 //! let upstream = tower::service_fn(|_req: http::Request<Body>| async {
 //!     Ok::<_, BoxError>(http::Response::new(empty()))
 //! });
-//! // (MatchOperation goes above the outcome layer; authorization, rate
-//! // limiting and validation between the two.)
+//! // (The real stack puts rescue, matching and the checks in between.)
 //! let svc = tower::ServiceBuilder::new()
-//!     .layer(audit.outcome_layer())
+//!     .layer(simgate::record::RecordLayer::new(metrics, Some(audit.clone()), None))
+//!     .layer(simgate::rescue::RescueLayer)
 //!     .layer(audit.intent_layer())
+//!     .layer(simgate::record::ForwardLayer::new(true))
 //!     .service(upstream);
 //! # let _ = svc;
 //! # Ok(())
@@ -79,7 +74,6 @@ pub mod record;
 pub mod redact;
 pub mod rotate;
 pub mod tee;
-pub mod unauthenticated;
 pub mod verify;
 pub mod writer;
 
@@ -89,11 +83,10 @@ use http::Method;
 
 pub use config::{AuditConfig, FlushPolicy};
 pub use intent::AuditIntentLayer;
-pub use outcome::AuditOutcomeLayer;
 pub use redact::Redactor;
-pub use unauthenticated::AuditUnauthenticatedLayer;
-pub use writer::{AuditError, AuditLog};
+pub use writer::{Appended, AuditError, AuditLog};
 
+use crate::metrics::Metrics;
 use crate::routes::{Operation, PathParams};
 
 /// The boxed future the audit layers return.
@@ -121,11 +114,12 @@ where
 
 /// Finds the operation (and path parameters) a method and raw path would
 /// match, if any: the routes' [`crate::routes::OperationTable::find`], as a
-/// function so the layer can be tested alone.
+/// function so the outcome can be tested alone.
 pub type OperationLookup =
     Arc<dyn Fn(&Method, &str) -> Option<(Arc<Operation>, PathParams)> + Send + Sync>;
 
-/// The audit trail and its settings, shared by the three layers.
+/// The audit trail and its settings, shared by the intent layer and the
+/// outcome step.
 #[derive(Debug, Clone)]
 pub struct Audit {
     shared: Arc<Shared>,
@@ -137,16 +131,31 @@ struct Shared {
     redactor: Redactor,
     fail_open: bool,
     record_reads: bool,
+    metrics: Metrics,
 }
 
 impl Audit {
     /// Starts the writer for `config`. Warns loudly when `fail_open` is set.
     pub fn start(config: &AuditConfig) -> std::io::Result<Audit> {
-        Ok(Self::with_log(AuditLog::open(config)?, config))
+        Self::open(config, Metrics::new())
+    }
+
+    /// Like [`Audit::start`], counting records into `metrics`.
+    pub fn open(config: &AuditConfig, metrics: Metrics) -> std::io::Result<Audit> {
+        Ok(Self::with_log_and_metrics(
+            AuditLog::open(config)?,
+            config,
+            metrics,
+        ))
     }
 
     /// Uses an already started writer with `config`'s settings.
     pub fn with_log(log: AuditLog, config: &AuditConfig) -> Audit {
+        Self::with_log_and_metrics(log, config, Metrics::new())
+    }
+
+    /// Like [`Audit::with_log`], counting records into `metrics`.
+    pub fn with_log_and_metrics(log: AuditLog, config: &AuditConfig, metrics: Metrics) -> Audit {
         if config.fail_open {
             tracing::warn!(
                 path = %config.path.display(),
@@ -160,6 +169,7 @@ impl Audit {
                 redactor: Redactor::new(&config.redact_fields),
                 fail_open: config.fail_open,
                 record_reads: config.record_reads,
+                metrics,
             }),
         }
     }
@@ -167,6 +177,32 @@ impl Audit {
     /// The writer.
     pub fn log(&self) -> &AuditLog {
         &self.shared.log
+    }
+
+    /// Appends `record` and waits until it is durable, timing it in the
+    /// metrics (`simgate_audit_sync_seconds`, queue depth, records by kind).
+    pub async fn append(&self, record: &record::Record) -> Result<Appended, AuditError> {
+        let timer = self.shared.metrics.audit_submitted();
+        let result = self.shared.log.append(record).await;
+        let kind = match record.kind {
+            record::Kind::Intent => "intent",
+            record::Kind::Outcome => "outcome",
+            record::Kind::Reload => "reload",
+        };
+        timer.done(kind, result.is_ok());
+        result
+    }
+
+    /// Appends a reload record and waits until it is durable, counted like
+    /// [`Audit::append`] (kind `reload`).
+    pub async fn append_reload(
+        &self,
+        record: &record::ReloadRecord,
+    ) -> Result<Appended, AuditError> {
+        let timer = self.shared.metrics.audit_submitted();
+        let result = self.shared.log.append_reload(record).await;
+        timer.done("reload", result.is_ok());
+        result
     }
 
     /// The redactor.
@@ -189,17 +225,7 @@ impl Audit {
         self.shared.record_reads || op.mutating
     }
 
-    /// Layer (1): refusals before matching.
-    pub fn unauthenticated_layer(&self, lookup: OperationLookup) -> AuditUnauthenticatedLayer {
-        AuditUnauthenticatedLayer::new(self.clone(), lookup)
-    }
-
-    /// Layer (2): the outcome of every matched mutation.
-    pub fn outcome_layer(&self) -> AuditOutcomeLayer {
-        AuditOutcomeLayer::new(self.clone())
-    }
-
-    /// Layer (3): the durable intent before forwarding.
+    /// The durable intent before forwarding.
     pub fn intent_layer(&self) -> AuditIntentLayer {
         AuditIntentLayer::new(self.clone())
     }
@@ -239,6 +265,7 @@ pub(crate) mod test_support {
         Record {
             kind: Kind::Intent,
             request_id: Some(format!("req-{i}")),
+            trace_id: None,
             operation_id: "createSIMIntegration".into(),
             method: "POST".into(),
             path: "/beta/sim-integrations".into(),
@@ -257,6 +284,81 @@ pub(crate) mod test_support {
         }
     }
 
+    /// The audit's steps of the stack around `upstream`: the record layer
+    /// (which writes outcomes), rescue, the note of principal and operation,
+    /// a check that refuses with `refuse()` when given, the intent layer and
+    /// the upstream phase.
+    pub(crate) fn stack<F, Fut>(
+        audit: &Audit,
+        lookup: Option<super::OperationLookup>,
+        refuse: Option<fn() -> crate::error::Error>,
+        upstream: F,
+    ) -> impl tower::Service<
+        http::Request<crate::body::Body>,
+        Response = http::Response<crate::body::Body>,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+    where
+        F: Fn(http::Request<crate::body::Body>) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<
+                Output = Result<http::Response<crate::body::Body>, crate::body::BoxError>,
+            > + Send
+            + 'static,
+    {
+        tower::ServiceBuilder::new()
+            .layer(crate::record::RecordLayer::new(
+                crate::metrics::Metrics::new(),
+                Some(audit.clone()),
+                lookup,
+            ))
+            .layer(crate::rescue::RescueLayer)
+            .layer(crate::record::NoteLayer)
+            .layer(tower::layer::layer_fn(move |inner| Refuse {
+                inner,
+                refuse,
+            }))
+            .layer(audit.intent_layer())
+            .layer(crate::record::ForwardLayer::new(true))
+            .service_fn(upstream)
+    }
+
+    /// Refuses every request with `refuse()`, when given (a stand-in for
+    /// authorization, rate limiting and validation).
+    #[derive(Clone)]
+    pub(crate) struct Refuse<S> {
+        inner: S,
+        refuse: Option<fn() -> crate::error::Error>,
+    }
+
+    impl<S> tower::Service<http::Request<crate::body::Body>> for Refuse<S>
+    where
+        S: tower::Service<
+                http::Request<crate::body::Body>,
+                Response = http::Response<crate::body::Body>,
+                Error = crate::body::BoxError,
+            >,
+        S::Future: Send + 'static,
+    {
+        type Response = http::Response<crate::body::Body>;
+        type Error = crate::body::BoxError;
+        type Future = super::ResponseFuture;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, req: http::Request<crate::body::Body>) -> Self::Future {
+            match self.refuse {
+                Some(error) => Box::pin(std::future::ready(Err(error().into()))),
+                None => Box::pin(self.inner.call(req)),
+            }
+        }
+    }
+
     /// An operation like the SIM Integrations API's.
     pub(crate) fn operation(id: &str, method: Method, template: &str) -> Arc<Operation> {
         Arc::new(Operation {
@@ -269,6 +371,7 @@ pub(crate) mod test_support {
             path_params: vec![],
             document: 0,
             index: 0,
+            ..Default::default()
         })
     }
 }

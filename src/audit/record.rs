@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! {"seq":7,"prev":"9f…","time":"2025-01-02T03:04:05.678Z","kind":"intent",
-//!  "request_id":"…","operation_id":"createSIMIntegration","method":"POST",
+//!  "request_id":"…","trace_id":"…","operation_id":"createSIMIntegration","method":"POST",
 //!  "path":"/beta/sim-integrations","resource_id":null,
 //!  "actor":{"subject":"…","client_key":"…","issuer":"…","roles":[…],"token_id":"…"},
 //!  "peer":"127.0.0.1:50412","decision":"allowed","reason":null,
@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::auth::Principal;
-use crate::error::Error;
+use crate::error::{Error, Kind as ErrorKind};
 
 /// Which of a request's records this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,20 +59,21 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// The decision for a request refused (before forwarding) with `err`.
-    pub fn for_refusal(err: &(dyn std::error::Error + 'static)) -> Decision {
-        match err.downcast_ref::<Error>() {
-            Some(Error::Unauthenticated { .. }) => Decision::Unauthenticated,
-            Some(Error::Forbidden { .. }) => Decision::Forbidden,
-            Some(Error::RateLimited { .. }) => Decision::RateLimited,
-            Some(
-                Error::InvalidBody { .. }
-                | Error::UnsupportedMediaType { .. }
-                | Error::PayloadTooLarge { .. },
-            ) => Decision::Invalid,
-            _ if crate::limits::body_too_large(err).is_some() => Decision::Invalid,
+    /// The decision for a request refused (before forwarding) with an
+    /// error of `kind` (`None`: not one of ours).
+    pub fn for_kind(kind: Option<ErrorKind>) -> Decision {
+        match kind {
+            Some(ErrorKind::Unauthenticated) => Decision::Unauthenticated,
+            Some(ErrorKind::Forbidden) => Decision::Forbidden,
+            Some(ErrorKind::RateLimited) => Decision::RateLimited,
+            Some(ErrorKind::Invalid) => Decision::Invalid,
             _ => Decision::Error,
         }
+    }
+
+    /// The decision for a request refused (before forwarding) with `err`.
+    pub fn for_refusal(err: &(dyn std::error::Error + 'static)) -> Decision {
+        Self::for_kind(crate::error::classify(err).map(Error::kind))
     }
 }
 
@@ -139,6 +140,8 @@ pub struct Record {
     pub kind: Kind,
     /// The request id (also the `trackingId` of error responses).
     pub request_id: Option<String>,
+    /// The W3C trace id (see [`crate::trace_context`]).
+    pub trace_id: Option<String>,
     /// The matched operation's `operationId`.
     pub operation_id: String,
     /// HTTP method.
@@ -245,7 +248,11 @@ mod tests {
             ),
             (Error::InvalidBody { messages: vec![] }, Decision::Invalid),
             (
-                Error::UnsupportedMediaType { accepted: vec![] },
+                Error::UnsupportedMediaType {
+                    accepted: vec![],
+                    received: None,
+                    patch: false,
+                },
                 Decision::Invalid,
             ),
             (Error::PayloadTooLarge { limit: 1 }, Decision::Invalid),

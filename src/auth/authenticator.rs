@@ -18,7 +18,7 @@ use std::sync::Arc;
 use sha2::Digest;
 
 use super::Principal;
-use super::cache::{Entry, VerifiedCache};
+use super::cache::{Entry, TokenHash, VerifiedCache};
 use super::clock::{Clock, SystemClock};
 use super::config::{AuthConfig, AuthSection, IssuerConfig, JwksLocation};
 use super::jwks::{KeySet, VerifyingKey};
@@ -26,6 +26,7 @@ use super::source::KeySource;
 use super::verify::{self, Reject};
 use crate::error::ConfigError;
 use crate::health::{CheckFuture, ReadinessCheck};
+use crate::metrics::Metrics;
 
 /// Verifies bearer tokens against the configured issuers.
 #[derive(Debug)]
@@ -34,6 +35,7 @@ pub struct Authenticator {
     cache: Option<Arc<VerifiedCache>>,
     clock: Arc<dyn Clock>,
     max_token_bytes: usize,
+    metrics: Metrics,
 }
 
 /// One trusted issuer and its keys.
@@ -99,14 +101,32 @@ impl AuthPlan {
 impl Authenticator {
     /// Builds the authenticator from `[auth]` with the system clock. JWKS
     /// files are read now (and polled when called inside a tokio runtime);
-    /// JWKS URLs are fetched in the background (when called inside a tokio
-    /// runtime) and the issuer is not ready until its keys arrive.
+    /// JWKS URLs are fetched in the background (when
+    /// called inside a tokio runtime) and the issuer is not ready until
+    /// its keys arrive.
     pub fn from_config(
         section: &AuthSection,
         config_path: &Path,
         base_dir: &Path,
     ) -> Result<Arc<Authenticator>, ConfigError> {
         Self::with_clock(section, config_path, base_dir, Arc::new(SystemClock))
+    }
+
+    /// Like [`Authenticator::from_config`], counting JWKS fetches, key
+    /// counts and token-cache look-ups in `metrics`.
+    pub fn with_metrics(
+        section: &AuthSection,
+        config_path: &Path,
+        base_dir: &Path,
+        metrics: Metrics,
+    ) -> Result<Arc<Authenticator>, ConfigError> {
+        Self::build(
+            section,
+            config_path,
+            base_dir,
+            Arc::new(SystemClock),
+            metrics,
+        )
     }
 
     /// Like [`Authenticator::from_config`], reading time from `clock`.
@@ -116,11 +136,18 @@ impl Authenticator {
         base_dir: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Authenticator>, ConfigError> {
-        Self::start(
-            &AuthPlan::load(section, config_path, base_dir)?,
-            None,
-            clock,
-        )
+        Self::build(section, config_path, base_dir, clock, Metrics::new())
+    }
+
+    fn build(
+        section: &AuthSection,
+        config_path: &Path,
+        base_dir: &Path,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> Result<Arc<Authenticator>, ConfigError> {
+        let plan = AuthPlan::load(section, config_path, base_dir)?;
+        Self::start(&plan, None, clock, metrics)
     }
 
     /// Puts `plan` to work: starts the polling of its JWKS files and the
@@ -133,12 +160,14 @@ impl Authenticator {
         plan: &AuthPlan,
         previous: Option<&Authenticator>,
         clock: Arc<dyn Clock>,
+        metrics: Metrics,
     ) -> Result<Arc<Authenticator>, ConfigError> {
         let config = &plan.config;
         let mut issuers = Vec::with_capacity(config.issuers.len());
         for (ic, file_keys) in config.issuers.iter().zip(&plan.file_keys) {
             let keys = match (&ic.jwks, file_keys) {
                 (JwksLocation::File(path), Some(set)) => {
+                    metrics.jwks_keys(&ic.issuer, set.len());
                     let source = Arc::new(KeySource::from_set(set.clone()));
                     source.watch_file(path.clone(), config.jwks_file_poll);
                     source
@@ -154,9 +183,15 @@ impl Authenticator {
                     });
                     match kept {
                         Some(source) => source,
-                        None => KeySource::start(&ic.issuer, remote).map_err(|why| {
-                            ConfigError::at(&plan.config_path, &format!("{}.jwks_url", ic.key), why)
-                        })?,
+                        None => KeySource::start(&ic.issuer, remote, metrics.clone()).map_err(
+                            |why| {
+                                ConfigError::at(
+                                    &plan.config_path,
+                                    &format!("{}.jwks_url", ic.key),
+                                    why,
+                                )
+                            },
+                        )?,
                     }
                 }
                 (JwksLocation::File(_), None) => {
@@ -189,6 +224,7 @@ impl Authenticator {
             cache,
             clock,
             max_token_bytes: config.max_token_bytes,
+            metrics,
         }))
     }
 
@@ -201,15 +237,12 @@ impl Authenticator {
     pub async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, Reject> {
         let now = self.clock.now();
         let hash = self.cache.as_ref().map(|_| VerifiedCache::hash(token));
-        if let (Some(cache), Some(hash)) = (&self.cache, &hash)
-            && let Some(hit) = cache.get(hash, now, |e| {
-                self.issuers.get(e.issuer).is_some_and(|i| {
-                    let keys = i.keys.current();
-                    i.stamp == e.stamp && keys.fingerprint() == &e.keys && keys.contains(&e.key)
-                })
-            })
-        {
+        if let Some(hit) = hash.as_ref().and_then(|h| self.cached(h, now)) {
+            self.metrics.token_cache(true);
             return Ok(hit.principal);
+        }
+        if self.cache.is_some() {
+            self.metrics.token_cache(false);
         }
         let parsed = verify::parse(token, self.max_token_bytes)?;
         let (index, issuer) = self
@@ -249,12 +282,38 @@ impl Authenticator {
         Ok(principal)
     }
 
+    /// The cache entry of `hash`, if still valid at `now` and its issuer's
+    /// settings and key set are the ones it was verified with.
+    fn cached(&self, hash: &TokenHash, now: i64) -> Option<Entry> {
+        self.cache.as_ref()?.get(hash, now, |e| {
+            self.issuers.get(e.issuer).is_some_and(|i| {
+                let keys = i.keys.current();
+                i.stamp == e.stamp && keys.fingerprint() == &e.keys && keys.contains(&e.key)
+            })
+        })
+    }
+
+    /// Whether `token` is in the verified-token cache (and would be accepted
+    /// from it, without a signature check).
+    pub fn is_cached(&self, token: &str) -> bool {
+        self.cache.is_some()
+            && self
+                .cached(&VerifiedCache::hash(token), self.clock.now())
+                .is_some()
+    }
+
     /// `Ok` when every issuer has keys, else the first issuer without.
     pub fn ready(&self) -> Result<(), String> {
         match self.issuers.iter().find(|i| i.keys.current().is_empty()) {
             None => Ok(()),
             Some(i) => Err(format!("issuer {} has no keys", i.config.issuer)),
         }
+    }
+}
+
+impl crate::rate_limit::auth_failures::VerifiedTokens for Authenticator {
+    fn is_verified(&self, token: &str) -> bool {
+        self.is_cached(token)
     }
 }
 

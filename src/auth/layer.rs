@@ -39,6 +39,7 @@ use tower::{Layer, Service};
 use super::Authenticator;
 use crate::body::{Body, BoxError};
 use crate::error::Error;
+use crate::record::RequestRecord;
 use crate::request_id::RequestId;
 
 /// Requires a valid bearer token on every request.
@@ -85,9 +86,25 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let record = req.extensions().get::<RequestRecord>().cloned();
         let token = match bearer(req.headers()) {
             Ok(t) => t,
-            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
+            Err(e) => {
+                if let Some(r) = &record {
+                    r.set_auth_failure(match &e {
+                        Error::Unauthenticated {
+                            token_present: false,
+                            ..
+                        } if req.headers().contains_key(AUTHORIZATION) => "wrong_scheme",
+                        Error::Unauthenticated {
+                            token_present: false,
+                            ..
+                        } => "missing_token",
+                        _ => "malformed_header",
+                    });
+                }
+                return Box::pin(std::future::ready(Err(e.into())));
+            }
         };
         let auth = self.auth.clone();
         // The ready service goes into the future; a fresh clone stays.
@@ -103,6 +120,9 @@ where
                 Either::Left(inner.call(req))
             }
             Err(reject) => {
+                if let Some(r) = &record {
+                    r.set_auth_failure(reject.label());
+                }
                 if let Some(id) = id {
                     tracing::debug!(request_id = %id, reason = %reject, "token refused");
                 }

@@ -24,6 +24,7 @@
 //! loopback) are fetched, redirects are not followed and documents over
 //! 1 MiB are refused.
 
+use crate::metrics::Metrics;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -68,6 +69,8 @@ struct RemoteState {
     wake: Arc<Notify>,
     /// The number of the last refetch request a completed fetch covered.
     done: watch::Sender<u64>,
+    /// Fetches and key counts go here.
+    metrics: Metrics,
 }
 
 #[derive(Debug)]
@@ -129,13 +132,30 @@ impl KeySource {
 
     /// Keys fetched from `remote.url` over HTTPS. The background task runs
     /// only when called inside a tokio runtime (`simgate check` has none).
-    pub fn start(issuer: &str, remote: &JwksRemote) -> Result<Arc<Self>, String> {
+    /// Every fetch is counted in `metrics` (`simgate_jwks_refreshes_total`,
+    /// `simgate_jwks_keys`).
+    pub fn start(issuer: &str, remote: &JwksRemote, metrics: Metrics) -> Result<Arc<Self>, String> {
         let fetcher = HttpFetch::new(remote)?;
-        Ok(Self::start_with(issuer, remote, Arc::new(fetcher)))
+        Ok(Self::start_observed(
+            issuer,
+            remote,
+            Arc::new(fetcher),
+            metrics,
+        ))
     }
 
     /// Keys fetched by `fetcher` with `remote`'s schedule.
     pub fn start_with(issuer: &str, remote: &JwksRemote, fetcher: Arc<dyn Fetch>) -> Arc<Self> {
+        Self::start_observed(issuer, remote, fetcher, Metrics::new())
+    }
+
+    /// Like [`KeySource::start_with`], counting fetches in `metrics`.
+    pub fn start_observed(
+        issuer: &str,
+        remote: &JwksRemote,
+        fetcher: Arc<dyn Fetch>,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         let wake = Arc::new(Notify::new());
         let source = Arc::new(KeySource {
             current: ArcSwap::from_pointee(KeySet::default()),
@@ -148,6 +168,7 @@ impl KeySource {
                 }),
                 wake: wake.clone(),
                 done: watch::Sender::new(0),
+                metrics,
             }),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -246,11 +267,13 @@ async fn refresh(source: Weak<KeySource>, wake: Arc<Notify>, fetcher: Arc<dyn Fe
                 }
                 Ok((set, f.max_age))
             });
+            r.metrics.jwks_refresh(&r.issuer, outcome.is_ok());
             let delay = match outcome {
                 Ok((set, max_age)) => {
                     for why in set.skipped() {
                         tracing::warn!(issuer = %r.issuer, "JWKS key skipped: {why}");
                     }
+                    r.metrics.jwks_keys(&r.issuer, set.len());
                     if !src.current.load().same_keys(&set) {
                         tracing::info!(issuer = %r.issuer, keys = set.len(), "JWKS updated");
                         src.current.store(Arc::new(set));

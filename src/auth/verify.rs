@@ -83,6 +83,26 @@ pub enum Reject {
     BadClaim(String),
 }
 
+impl Reject {
+    /// A short label from a fixed set, for metrics
+    /// (`simgate_auth_failures_total{reason}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Reject::TooLarge => "token_too_large",
+            Reject::Malformed(_) | Reject::Critical => "malformed_token",
+            Reject::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Reject::UnknownIssuer => "unknown_issuer",
+            Reject::NoKeys => "no_keys",
+            Reject::UnknownKid | Reject::MissingKid => "unknown_key",
+            Reject::KeyMismatch | Reject::BadSignature => "bad_signature",
+            Reject::Expired => "expired",
+            Reject::NotYetValid | Reject::IssuedInFuture => "not_yet_valid",
+            Reject::MissingAudience | Reject::Audience => "audience",
+            Reject::MissingExp | Reject::MissingSubject | Reject::BadClaim(_) => "claims",
+        }
+    }
+}
+
 /// A token taken apart, signature not yet checked.
 #[derive(Debug)]
 pub struct Parsed<'a> {

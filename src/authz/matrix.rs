@@ -19,6 +19,7 @@ pub struct AccessMatrix {
     rows: Vec<Row>,
     require_scopes: bool,
     wildcard_scopes: Vec<String>,
+    scope_match: super::ScopeMatch,
 }
 
 /// One operation's line of the matrix.
@@ -55,6 +56,7 @@ impl AccessMatrix {
             rows,
             require_scopes: policy.require_scopes(),
             wildcard_scopes: policy.wildcard_scopes().to_vec(),
+            scope_match: policy.scope_match(),
         }
     }
 
@@ -137,9 +139,15 @@ impl fmt::Display for AccessMatrix {
         }
         writeln!(f, "Any other role, or none: ✗ for every operation.")?;
         if self.require_scopes {
+            let rule = match self.scope_match {
+                super::ScopeMatch::All => {
+                    "all the scopes of one of the operation's security requirements"
+                }
+                super::ScopeMatch::Any => "one of the operation's declared scopes",
+            };
             writeln!(
                 f,
-                "Scopes: the token must also carry one of the operation's declared scopes, or any of: {}.",
+                "Scopes: the token must also carry {rule}, or any of: {}.",
                 self.wildcard_scopes.join(", ")
             )?;
         } else {

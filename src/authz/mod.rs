@@ -2,9 +2,10 @@
 //!
 //! `[authz]` ([`config`]) names a policy file granting OpenAPI operationIds
 //! to roles ([`Policy`]); [`AuthorizeLayer`] refuses (403, naming the
-//! operation) every request whose matched operation is not granted to one of
-//! the caller's roles, or — with `require_scopes` — whose token carries none
-//! of the operation's declared scopes nor a wildcard scope.
+//! operation and whether a role or a scope was missing) every request whose
+//! matched operation is not granted to one of the caller's roles, or — with
+//! `require_scopes` — whose token meets none of the operation's `security`
+//! requirements (OR of AND-sets of scopes) and carries no wildcard scope.
 
 pub mod config;
 mod layer;
@@ -13,4 +14,4 @@ mod policy;
 
 pub use layer::{Authorize, AuthorizeLayer, ResponseFuture};
 pub use matrix::{AccessMatrix, Row};
-pub use policy::Policy;
+pub use policy::{Policy, ScopeMatch};

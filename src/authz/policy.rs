@@ -18,9 +18,12 @@
 //! defines (with a suggestion when one is close), an unknown group, unknown
 //! keys.
 //!
-//! With `require_scopes`, the token must also carry one of the scopes the
-//! document declares for the operation, or one of the wildcard scopes; an
-//! operation that declares no scopes needs none.
+//! With `require_scopes`, the token must also meet one of the operation's
+//! `security` requirements (OR): carry all of its scopes (or, with
+//! `scope_match = "any"`, one of them), or one of the wildcard scopes; an
+//! operation that declares no scopes, or a requirement that lists none,
+//! needs none. A refusal says which was missing: a granted role
+//! ([`Error::Forbidden`]) or the scopes ([`Error::ScopeMissing`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -58,6 +61,16 @@ pub struct Policy {
     roles: Vec<String>,
     require_scopes: bool,
     wildcard_scopes: Vec<String>,
+    scope_match: ScopeMatch,
+}
+
+/// How the scopes of one `security` requirement are matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeMatch {
+    /// Every listed scope (OpenAPI).
+    All,
+    /// One listed scope.
+    Any,
 }
 
 impl Policy {
@@ -89,11 +102,22 @@ impl Policy {
         if let Some(w) = &section.wildcard_scopes {
             policy.wildcard_scopes = w.clone();
         }
+        policy.scope_match = match section.scope_match.as_deref() {
+            None | Some("all") => ScopeMatch::All,
+            Some("any") => ScopeMatch::Any,
+            Some(other) => {
+                return Err(ConfigError::at(
+                    config_path,
+                    "authz.scope_match",
+                    format!("must be \"all\" or \"any\", found {other:?}"),
+                ));
+            }
+        };
         Ok(Arc::new(policy))
     }
 
     /// Parses policy text as if read from `path` (scope checking on, with
-    /// the default wildcard `sp:scopes:all`).
+    /// the default wildcard `sp:scopes:all` and `scope_match = "all"`).
     pub fn parse(text: &str, path: &Path, table: &OperationTable) -> Result<Policy, ConfigError> {
         let file: PolicyFile =
             toml::from_str(text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
@@ -115,6 +139,7 @@ impl Policy {
             grants,
             require_scopes: true,
             wildcard_scopes: vec!["sp:scopes:all".to_owned()],
+            scope_match: ScopeMatch::All,
         })
     }
 
@@ -147,21 +172,34 @@ impl Policy {
             .unwrap_or(false)
     }
 
-    /// Whether `scopes` satisfy `op`'s scope requirement (always, when scope
-    /// checking is off or the operation declares none).
+    /// How the scopes of one requirement are matched.
+    pub fn scope_match(&self) -> ScopeMatch {
+        self.scope_match
+    }
+
+    /// Whether `scopes` satisfy `op`'s `security` (always, when scope
+    /// checking is off or the operation declares no scopes).
     pub fn scopes_allow(&self, scopes: &[String], op: &Operation) -> bool {
-        !self.require_scopes
+        if !self.require_scopes
             || op.scopes.is_empty()
-            || scopes
-                .iter()
-                .any(|s| op.scopes.contains(s) || self.wildcard_scopes.contains(s))
+            || scopes.iter().any(|s| self.wildcard_scopes.contains(s))
+        {
+            return true;
+        }
+        let has = |s: &String| scopes.contains(s);
+        op.security.iter().any(|needed| match self.scope_match {
+            _ if needed.is_empty() => true,
+            ScopeMatch::All => needed.iter().all(has),
+            ScopeMatch::Any => needed.iter().any(has),
+        })
     }
 
     /// Decides whether `principal` may call `op`; a refusal names the
-    /// operation, never the policy.
+    /// operation and what was missing (a role or scopes), never the policy.
     pub fn authorize(&self, principal: &Principal, op: &Operation) -> Result<(), Error> {
         let by_role = principal.roles.iter().any(|r| self.role_allows(r, op));
-        if by_role && self.scopes_allow(&principal.scopes, op) {
+        let by_scope = self.scopes_allow(&principal.scopes, op);
+        if by_role && by_scope {
             return Ok(());
         }
         tracing::debug!(
@@ -171,8 +209,18 @@ impl Policy {
             reason = if by_role { "no declared scope" } else { "no granted role" },
             "refused"
         );
-        Err(Error::Forbidden {
+        if !by_role {
+            return Err(Error::Forbidden {
+                operation: op.operation_id.clone(),
+            });
+        }
+        let join = match self.scope_match {
+            ScopeMatch::All => " ",
+            ScopeMatch::Any => " or ",
+        };
+        Err(Error::ScopeMissing {
             operation: op.operation_id.clone(),
+            requirements: op.security.iter().map(|r| r.join(join)).collect(),
         })
     }
 }
@@ -339,6 +387,8 @@ mod tests {
     fn roles_and_scopes_decide() {
         let t = table();
         let mut p = parse("[roles]\nADMIN = [\"@all\"]\nREADER = [\"@read\"]\n").unwrap();
+        // The vendor lists alternatives in one requirement.
+        p.scope_match = ScopeMatch::Any;
         let get = t.get("getSIMIntegration").unwrap();
         let delete = t.get("deleteSIMIntegrationV1").unwrap();
         let read = "idn:service-desk-integration:read";
@@ -364,7 +414,7 @@ mod tests {
         ];
         for r in refused {
             match r {
-                Err(Error::Forbidden { operation }) => {
+                Err(Error::Forbidden { operation } | Error::ScopeMissing { operation, .. }) => {
                     assert!(operation.contains("SIMIntegration"))
                 }
                 other => panic!("{other:?}"),
@@ -383,5 +433,16 @@ mod tests {
             p.authorize(&who(&["ADMIN"], &["sp:scopes:all"]), delete)
                 .is_err()
         );
+        // OpenAPI's rule: every scope of one requirement.
+        p.scope_match = ScopeMatch::All;
+        assert!(matches!(
+            p.authorize(&who(&["READER"], &[read]), get),
+            Err(Error::ScopeMissing { .. })
+        ));
+        assert!(p.authorize(&who(&["READER"], &[read, manage]), get).is_ok());
+        assert!(matches!(
+            p.authorize(&who(&["OTHER"], &[read, manage]), get),
+            Err(Error::Forbidden { .. })
+        ));
     }
 }

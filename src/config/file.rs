@@ -41,6 +41,9 @@ pub struct File {
     /// `[audit]`
     #[serde(default)]
     pub audit: crate::audit::config::AuditSection,
+    /// `[cors]`
+    #[serde(default)]
+    pub cors: crate::cors::CorsSection,
     /// `[admin]`
     #[serde(default)]
     pub admin: AdminSection,

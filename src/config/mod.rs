@@ -54,6 +54,8 @@ pub struct Sections {
     pub validation: crate::validate::config::ValidationSection,
     /// `[audit]`
     pub audit: crate::audit::config::AuditSection,
+    /// `[cors]`
+    pub cors: crate::cors::CorsSection,
 }
 
 /// Which request path the gateway runs.
@@ -203,6 +205,7 @@ impl Config {
                 rate_limit: file.rate_limit,
                 validation: file.validation,
                 audit: file.audit,
+                cors: file.cors,
             },
         })
     }

@@ -152,8 +152,11 @@ impl Service<Request<Body>> for Proxy {
 }
 
 fn classify(e: hyper_util::client::legacy::Error) -> BoxError {
-    if let Some(limit) = crate::limits::body_too_large(&e) {
-        return Error::PayloadTooLarge { limit }.into();
+    // One of our errors in the cause chain (the request body went over its
+    // limit while streaming) is the cause: passed on whole, so rescue and the
+    // record find it with the same classification.
+    if crate::error::classify(&e).is_some() {
+        return Box::new(e);
     }
     let mut detail = e.to_string();
     let mut cur = std::error::Error::source(&e);

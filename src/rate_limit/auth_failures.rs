@@ -11,8 +11,12 @@
 //!
 //! **Rejects** a request from a peer whose budget is spent with
 //! [`Error::RateLimited`] (429, `Retry-After` = time until one more attempt
-//! is allowed, no `RateLimit` fields), without calling the inner service:
-//! the token is not looked at.
+//! is allowed, no `RateLimit` fields), without calling the inner service —
+//! unless its bearer token is one the authenticator has already verified
+//! and still holds in its cache ([`VerifiedTokens`]): such a request costs
+//! no signature check, so it is let through. Only tokens that would need a
+//! signature check are refused, so one broken tool behind a shared address
+//! (a NAT, an egress proxy) does not lock out the working ones.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -49,6 +53,12 @@ use super::probe::{Probe, ProbeStore};
 use crate::body::{Body, BoxError};
 use crate::error::Error;
 use crate::net::PeerAddr;
+
+/// Tokens already verified (the authenticator's cache).
+pub trait VerifiedTokens: Send + Sync + std::fmt::Debug {
+    /// Whether `token` would be accepted without a signature check.
+    fn is_verified(&self, token: &str) -> bool;
+}
 
 type Limiter<C> =
     RateLimiter<Probe<IpAddr>, ProbeStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
@@ -128,12 +138,14 @@ where
 #[derive(Debug)]
 pub struct AuthFailureLimitLayer<C: Clock = DefaultClock> {
     failures: Arc<AuthFailures<C>>,
+    verified: Option<Arc<dyn VerifiedTokens>>,
 }
 
 impl<C: Clock> Clone for AuthFailureLimitLayer<C> {
     fn clone(&self) -> Self {
         AuthFailureLimitLayer {
             failures: self.failures.clone(),
+            verified: self.verified.clone(),
         }
     }
 }
@@ -141,7 +153,16 @@ impl<C: Clock> Clone for AuthFailureLimitLayer<C> {
 impl<C: Clock> AuthFailureLimitLayer<C> {
     /// Limits with `failures` (shared state).
     pub fn new(failures: Arc<AuthFailures<C>>) -> Self {
-        AuthFailureLimitLayer { failures }
+        AuthFailureLimitLayer {
+            failures,
+            verified: None,
+        }
+    }
+
+    /// Lets peers over budget through with a token `verified` holds.
+    pub fn verified_by<T: VerifiedTokens + 'static>(mut self, verified: Option<Arc<T>>) -> Self {
+        self.verified = verified.map(|v| v as Arc<dyn VerifiedTokens>);
+        self
     }
 }
 
@@ -151,6 +172,7 @@ impl<S, C: Clock> Layer<S> for AuthFailureLimitLayer<C> {
         AuthFailureLimit {
             inner,
             failures: self.failures.clone(),
+            verified: self.verified.clone(),
         }
     }
 }
@@ -160,6 +182,7 @@ impl<S, C: Clock> Layer<S> for AuthFailureLimitLayer<C> {
 pub struct AuthFailureLimit<S, C: Clock = DefaultClock> {
     inner: S,
     failures: Arc<AuthFailures<C>>,
+    verified: Option<Arc<dyn VerifiedTokens>>,
 }
 
 impl<S: Clone, C: Clock> Clone for AuthFailureLimit<S, C> {
@@ -167,6 +190,7 @@ impl<S: Clone, C: Clock> Clone for AuthFailureLimit<S, C> {
         AuthFailureLimit {
             inner: self.inner.clone(),
             failures: self.failures.clone(),
+            verified: self.verified.clone(),
         }
     }
 }
@@ -193,7 +217,11 @@ where
             return ResponseFuture { state };
         };
         let key = self.failures.key(peer, req.headers());
-        if let Err(retry_after) = self.failures.test(key) {
+        if let Err(retry_after) = self.failures.test(key)
+            && !self.verified.as_ref().is_some_and(|v| {
+                crate::auth::layer::bearer(req.headers()).is_ok_and(|t| v.is_verified(&t))
+            })
+        {
             let error = Error::RateLimited {
                 retry_after,
                 headers: HeaderMap::new(),

@@ -26,6 +26,9 @@
 //! burst = 20
 //! ```
 //!
+//! `store` and `[rate_limit.redis]` (quotas shared by replicas) are
+//! validated by [`super::store_config`].
+//!
 //! **Overrides.** Each `[[rate_limit.overrides]]` names exactly one selector,
 //! `client` (a principal's client key) or `role` (one of its roles), and
 //! `reads` and/or `mutations` quotas; a class it leaves out keeps the default
@@ -44,6 +47,7 @@ use governor::Quota;
 use serde::Deserialize;
 
 use super::client_addr::{ClientAddr, ForwardedHeader, TrustedProxies};
+use super::store_config::{RedisSection, StoreConfig};
 use crate::error::ConfigError;
 
 /// `[rate_limit]`, as written in the file.
@@ -68,6 +72,10 @@ pub struct RateLimitSection {
     pub evict_every: Option<String>,
     /// `[rate_limit.auth_failures]`
     pub auth_failures: Option<AuthFailuresSection>,
+    /// Where per-client quotas are counted: `"local"` (default) or `"redis"`.
+    pub store: Option<String>,
+    /// `[rate_limit.redis]`, with `store = "redis"`.
+    pub redis: Option<RedisSection>,
 }
 
 /// A quota: a sustained rate and a burst.
@@ -132,6 +140,8 @@ pub struct RateLimitConfig {
     pub evict_every: Duration,
     /// The failed-authentication limiter, unless disabled.
     pub auth_failures: Option<AuthFailuresConfig>,
+    /// Where per-client quotas are counted.
+    pub store: StoreConfig,
 }
 
 /// Who an override applies to.
@@ -199,6 +209,7 @@ impl Default for RateLimitConfig {
                 ),
                 ipv6_prefix: 64,
             }),
+            store: StoreConfig::Local,
         }
     }
 }
@@ -264,6 +275,12 @@ impl RateLimitSection {
             None => defaults.auth_failures,
             Some(a) => auth_failures(a, file)?,
         };
+        let store = super::store_config::validate(
+            self.store.as_deref(),
+            self.redis.as_ref(),
+            file,
+            |var| std::env::var(var).ok(),
+        )?;
         Ok(RateLimitConfig {
             reads,
             mutations,
@@ -271,6 +288,7 @@ impl RateLimitSection {
             client_addr: ClientAddr::new(trusted_proxies, header),
             evict_every,
             auth_failures,
+            store,
         })
     }
 }

@@ -13,7 +13,11 @@
 //! - [`client_addr`]: the client address behind trusted proxies (the key of
 //!   the failure limiter; forwarding headers count only from
 //!   `trusted_proxies`).
-//! - [`config`]: the `[rate_limit]` section.
+//! - [`config`]: the `[rate_limit]` section; [`store_config`]: its `store`
+//!   and `[rate_limit.redis]`.
+//! - [`redis_store`]: per-client quotas shared by every replica in Redis
+//!   (one `EVALSHA` per counted request), and the degraded mode while Redis
+//!   fails (`on_error`).
 //!
 //! # Memory bound
 //!
@@ -37,6 +41,8 @@ pub mod per_client;
 pub mod policy;
 pub mod probe;
 pub mod quotas;
+pub mod redis_store;
+pub mod store_config;
 
 use std::sync::{Arc, Weak};
 
@@ -166,5 +172,10 @@ where
     /// The per-client quotas and their state.
     pub fn clients(&self) -> &ClientQuotas<C> {
         &self.clients
+    }
+
+    /// The shared quota store, with `store = "redis"`.
+    pub fn store(&self) -> Option<&Arc<redis_store::RedisStore>> {
+        self.clients.store()
     }
 }

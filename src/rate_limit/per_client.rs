@@ -26,7 +26,11 @@
 //!
 //! **Rejects** a request over its quota with [`Error::RateLimited`] (429,
 //! `Retry-After` = the exact wait rounded up, the same two fields with
-//! `r=0`) without calling the inner service.
+//! `r=0`) without calling the inner service. With a shared store (`store =
+//! "redis"`) the inner service is called once the store has decided (within
+//! its `timeout`); while the store is down, its `on_error` policy decides
+//! (see [`super::quotas`]), `deny` refusing with
+//! [`Error::RateLimitStoreUnavailable`] (503).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -51,7 +55,7 @@ use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::quotas::ClientQuotas;
+use super::quotas::{Check, ClientQuotas};
 use crate::body::{Body, BoxError};
 use crate::error::Error;
 use crate::rescue::ErrorHeaders;
@@ -106,8 +110,11 @@ impl<S: Clone, C: Clock> Clone for RateLimit<S, C> {
 
 impl<S, B, C> Service<Request<B>> for RateLimit<S, C>
 where
-    S: Service<Request<B>, Response = Response<Body>, Error = BoxError>,
-    C: Clock,
+    S: Service<Request<B>, Response = Response<Body>, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    C: Clock + Send + Sync + 'static,
+    C::Instant: Send + Sync,
 {
     type Response = Response<Body>;
     type Error = BoxError;
@@ -119,22 +126,31 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match self.quotas.check(&req) {
-            Err(error) => ResponseFuture {
+            Check::Now(Err(error)) => ResponseFuture {
                 state: State::Limited { error: Some(error) },
             },
-            Ok(headers) => {
-                // Kept where Rescue finds them should the request fail below.
-                let carry = match req.extensions().get::<ErrorHeaders>() {
-                    Some(slot) => {
-                        slot.set(headers);
-                        Carry::Slot(slot.clone())
-                    }
-                    None => Carry::Here(headers),
-                };
+            Check::Now(Ok(headers)) => {
+                let carry = Carry::new(&req, headers);
                 ResponseFuture {
                     state: State::Called {
                         inner: self.inner.call(req),
                         carry: Some(carry),
+                    },
+                }
+            }
+            Check::Shared(decision) => {
+                // The ready service goes into the future; a fresh clone stays.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let shared = async move {
+                    let headers = decision.await?;
+                    let carry = Carry::new(&req, headers);
+                    let res = inner.call(req).await;
+                    carry.finish(res)
+                };
+                ResponseFuture {
+                    state: State::Shared {
+                        future: SharedFuture(Box::pin(shared)),
                     },
                 }
             }
@@ -149,6 +165,39 @@ enum Carry {
     Here(HeaderMap),
     /// In the request's [`ErrorHeaders`].
     Slot(ErrorHeaders),
+}
+
+impl Carry {
+    /// Keeps `headers` where Rescue finds them should the request fail below.
+    fn new<B>(req: &Request<B>, headers: HeaderMap) -> Self {
+        match req.extensions().get::<ErrorHeaders>() {
+            Some(slot) => {
+                slot.set(headers);
+                Carry::Slot(slot.clone())
+            }
+            None => Carry::Here(headers),
+        }
+    }
+
+    /// Puts the headers on a successful response.
+    fn finish(self, res: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
+        let mut res = res?;
+        let headers = match self {
+            Carry::Here(h) => h,
+            Carry::Slot(slot) => slot.take(),
+        };
+        res.headers_mut().extend(headers);
+        Ok(res)
+    }
+}
+
+/// The future of a request decided by the shared store.
+struct SharedFuture(Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>);
+
+impl std::fmt::Debug for SharedFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedFuture")
+    }
 }
 
 pin_project! {
@@ -168,6 +217,8 @@ pin_project! {
         Limited { error: Option<Error> },
         // Allowed; the headers go on the response.
         Called { #[pin] inner: F, carry: Option<Carry> },
+        // Decided by the shared store, then called.
+        Shared { future: SharedFuture },
     }
 }
 
@@ -184,15 +235,13 @@ where
                 Into::into,
             ))),
             Projection::Called { inner, carry } => {
-                let mut res = ready!(inner.poll(cx))?;
-                let headers = match carry.take() {
-                    Some(Carry::Here(h)) => h,
-                    Some(Carry::Slot(slot)) => slot.take(),
-                    None => HeaderMap::new(),
-                };
-                res.headers_mut().extend(headers);
-                Poll::Ready(Ok(res))
+                let res = ready!(inner.poll(cx));
+                Poll::Ready(match carry.take() {
+                    Some(carry) => carry.finish(res),
+                    None => res,
+                })
             }
+            Projection::Shared { future } => future.0.as_mut().poll(cx),
         }
     }
 }
@@ -283,6 +332,7 @@ reads = { requests_per_second = 1, burst = 1 }
             path_params: Vec::new(),
             document: 0,
             index: 0,
+            ..Default::default()
         })
     }
 

@@ -45,7 +45,11 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Policy<K: Hash + Eq + Clone, C: Clock> {
     name: String,
+    /// What this process enforces.
     quota: Quota,
+    /// What is advertised (and enforced by a shared store): `quota`, unless
+    /// this is the local fallback's share of it.
+    advertised: Quota,
     limiter: Keyed<K, C>,
 }
 
@@ -61,18 +65,34 @@ where
         Policy {
             name: name.to_owned(),
             quota,
+            advertised: quota,
             limiter: Keyed::new(quota, DashMapStateStore::default(), clock),
         }
     }
 
-    /// Its name (in the headers).
+    /// A policy advertising `quota` that enforces locally only one
+    /// `replicas`-th of it: the rate divided, the burst divided rounding up
+    /// (at least 1). The local fallback of a shared store.
+    pub fn divided(name: &str, quota: Quota, replicas: u32, clock: C) -> Self {
+        let replicas = replicas.max(1);
+        let burst = quota.burst_size().get().div_ceil(replicas);
+        let share = Quota::with_period(quota.replenish_interval().saturating_mul(replicas))
+            .unwrap_or(quota)
+            .allow_burst(std::num::NonZeroU32::new(burst).unwrap_or(std::num::NonZeroU32::MIN));
+        Policy {
+            advertised: quota,
+            ..Self::new(name, share, clock)
+        }
+    }
+
+    /// The name in the headers.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Its quota.
-    pub fn quota(&self) -> Quota {
-        self.quota
+    /// The advertised quota (the whole quota, across replicas).
+    pub fn advertised(&self) -> Quota {
+        self.advertised
     }
 
     /// Counts one request of `key`.
@@ -102,8 +122,8 @@ where
         format!(
             "\"{}\";q={};w={}",
             self.name,
-            self.quota.burst_size(),
-            ceil_secs(self.quota.burst_size_replenished_in()).max(1)
+            self.advertised.burst_size(),
+            ceil_secs(self.advertised.burst_size_replenished_in()).max(1)
         )
     }
 
@@ -184,6 +204,27 @@ mod tests {
         assert!(matches!(p.check(&1), Verdict::Denied { .. }));
         clock.advance(Duration::from_millis(1));
         assert!(matches!(p.check(&1), Verdict::Allowed { remaining: 0, .. }));
+    }
+
+    #[test]
+    fn a_divided_policy_advertises_the_whole_and_enforces_a_share() {
+        let clock = FakeRelativeClock::default();
+        let quota = Quota::with_period(Duration::from_millis(100))
+            .unwrap()
+            .allow_burst(NonZeroU32::new(5).unwrap());
+        let p = Policy::divided("reads", quota, 2, clock.clone());
+        assert_eq!(p.item(), "\"reads\";q=5;w=1");
+        // Burst 3 (5 ÷ 2 rounded up), one more every 200 ms.
+        for _ in 0..3 {
+            assert!(matches!(p.check(&1), Verdict::Allowed { .. }));
+        }
+        assert_eq!(
+            p.check(&1),
+            Verdict::Denied {
+                retry_after: Duration::from_millis(200),
+                reset: Duration::from_millis(600),
+            }
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Relative paths are resolved against the config file's folder. JSON
-//! (`.json`) and YAML (`.yaml`, `.yml`) documents are accepted; both must be
-//! OpenAPI 3.0.
+//! (`.json`) and YAML (`.yaml`, `.yml`) documents are accepted, OpenAPI
+//! 3.0.x or 3.1.x.
 
 use serde::Deserialize;
 
@@ -27,7 +27,7 @@ pub struct ApiSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentEntry {
-    /// The OpenAPI 3.0 document (JSON or YAML).
+    /// The OpenAPI 3.0 or 3.1 document (JSON or YAML).
     pub path: String,
     /// The path prefix its paths are served under, e.g. `/beta` or `/`.
     pub mount: String,

@@ -1,13 +1,17 @@
 //! Loading the `[api]` documents into an [`OperationTable`].
 //!
-//! Accepts OpenAPI 3.0.x documents in JSON or YAML (chosen by the file's
-//! extension: `.json`, `.yaml`/`.yml`; anything else is tried as JSON, then
-//! YAML). Refused at start, naming the document and what is wrong:
-//! Swagger 2.0 and OpenAPI 3.1 documents, operations without an
-//! `operationId` (the policy grants operationIds), an `operationId` used
-//! twice, the same (method, path) in two documents, two templates that
-//! differ only in parameter names, path parameters that are not a whole
-//! segment or are not declared, and external `$ref`s.
+//! Accepts OpenAPI 3.0.x and 3.1.x documents in JSON or YAML (chosen by the
+//! file's extension: `.json`, `.yaml`/`.yml`; anything else is tried as
+//! JSON, then YAML). 3.1 `webhooks` are ignored (the gateway serves
+//! requests, it does not send them). An operation without an `operationId`
+//! is named after its method and served path, e.g. `post /streams`, and the
+//! policy grants it by that name. Refused at start, naming the document and
+//! what is wrong: Swagger 2.0 and any other OpenAPI version, an
+//! `operationId` used twice, the same (method, path) in two documents, two
+//! templates that differ only in parameter names or could match the same
+//! request path with neither more specific (`/a/{x}.json` and `/a/x{y}`),
+//! two parameters in a segment with no text between them, path parameters
+//! that are not declared, and external `$ref`s.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,9 +20,11 @@ use http::Method;
 use serde_json::Value;
 
 use super::config::ApiSection;
-use super::operation::{Operation, RequestBody, is_mutating};
+use super::operation::{Operation, ParamIn, ParamStyle, Parameter, RequestBody, is_mutating};
 use super::path::is_plain;
-use super::table::{Document, OperationTable, PathEntry, TemplateSegment};
+use super::table::{
+    Document, OperationTable, Part, PathEntry, TemplateSegment, capture, more_specific,
+};
 use crate::config::resolve;
 use crate::error::ConfigError;
 
@@ -74,7 +80,7 @@ impl OperationTable {
     }
 }
 
-/// Parses a document as JSON or YAML and checks it is OpenAPI 3.0.
+/// Parses a document as JSON or YAML and checks it is OpenAPI 3.0 or 3.1.
 pub(crate) fn parse_document(text: &str, path: &Path) -> Result<Value, String> {
     let ext = path
         .extension()
@@ -88,14 +94,18 @@ pub(crate) fn parse_document(text: &str, path: &Path) -> Result<Value, String> {
             Err(_) => yaml(text).map_err(|e| format!("neither JSON nor {e}"))?,
         },
     };
-    match value.get("openapi").and_then(Value::as_str) {
-        Some(v) if v.starts_with("3.0.") => Ok(value),
-        Some(v) => Err(format!(
-            "is OpenAPI {v}; only OpenAPI 3.0.x documents are supported"
+    match value.get("openapi") {
+        Some(Value::String(v)) if v.starts_with("3.0.") || v.starts_with("3.1.") => Ok(value),
+        Some(Value::String(v)) => Err(format!(
+            "is OpenAPI {v}; only OpenAPI 3.0.x and 3.1.x documents are supported"
         )),
-        None if value.get("swagger").is_some() => {
-            Err("is a Swagger 2.0 document; only OpenAPI 3.0.x documents are supported".into())
-        }
+        Some(other) => Err(format!(
+            "`openapi` must be a version string such as \"3.1.0\", found {other} (quote it in YAML)"
+        )),
+        None if value.get("swagger").is_some() => Err(
+            "is a Swagger 2.0 document; only OpenAPI 3.0.x and 3.1.x documents are supported"
+                .into(),
+        ),
         None => Err("is not an OpenAPI document (no `openapi` version string)".into()),
     }
 }
@@ -191,27 +201,61 @@ fn template(path: &str) -> Result<Vec<TemplateSegment>, String> {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for seg in rest.split('/') {
-        if seg.contains(['{', '}']) {
-            let name = seg
-                .strip_prefix('{')
-                .and_then(|s| s.strip_suffix('}'))
-                .filter(|n| !n.is_empty() && !n.contains(['{', '}']))
-                .ok_or_else(|| {
-                    format!(
-                        "path {path:?}: parameter segment {seg:?} is not a whole segment `{{name}}` (not supported)"
-                    )
-                })?;
-            if out
-                .iter()
-                .any(|t| matches!(t, TemplateSegment::Param(n) if n == name))
-            {
-                return Err(format!("path {path:?}: parameter {{{name}}} appears twice"));
-            }
-            out.push(TemplateSegment::Param(name.to_owned()));
-        } else {
+        if !seg.contains(['{', '}']) {
             literal(seg).map_err(|e| format!("path {path:?}: {e}"))?;
             out.push(TemplateSegment::Literal(seg.to_owned()));
+            continue;
+        }
+        let parts = parts(seg).map_err(|e| format!("path {path:?}: segment {seg:?}: {e}"))?;
+        for p in &parts {
+            if let Part::Param(name) = p {
+                if names.contains(name) {
+                    return Err(format!("path {path:?}: parameter {{{name}}} appears twice"));
+                }
+                names.push(name.clone());
+            }
+        }
+        out.push(match parts.as_slice() {
+            [Part::Param(name)] => TemplateSegment::Param(name.clone()),
+            _ => TemplateSegment::Mixed(parts),
+        });
+    }
+    Ok(out)
+}
+
+/// Splits a segment with parameters into text and parameters.
+fn parts(seg: &str) -> Result<Vec<Part>, String> {
+    let mut out = Vec::new();
+    let mut rest = seg;
+    while !rest.is_empty() {
+        match rest.find(['{', '}']) {
+            Some(0) => {
+                let close = rest
+                    .find('}')
+                    .filter(|&c| c > 1 && !rest[1..c].contains('{'))
+                    .ok_or("a parameter must be written `{name}`")?;
+                if matches!(out.last(), Some(Part::Param(_))) {
+                    return Err("two parameters with no text between them".into());
+                }
+                out.push(Part::Param(rest[1..close].to_owned()));
+                rest = &rest[close + 1..];
+            }
+            found => {
+                let end = found.unwrap_or(rest.len());
+                let text = &rest[..end];
+                if !text.bytes().all(is_plain) {
+                    return Err(format!(
+                        "text {text:?} has characters that need percent-encoding (not supported)"
+                    ));
+                }
+                if rest[end..].starts_with('}') {
+                    return Err("unbalanced '}'".into());
+                }
+                out.push(Part::Text(text.to_owned()));
+                rest = &rest[end..];
+            }
         }
     }
     Ok(out)
@@ -233,35 +277,88 @@ fn deref<'a>(doc: &'a Value, mut v: &'a Value) -> Result<&'a Value, String> {
     Err("$ref chain too long (a cycle?)".into())
 }
 
-/// The union of the scopes of a `security` list.
-fn scopes(security: &Value, what: &str) -> Result<Vec<String>, String> {
+/// A `security` list as requirement sets (OR of ANDs: the scopes of all
+/// schemes of one requirement object).
+fn security(security: &Value, what: &str) -> Result<Vec<Vec<String>>, String> {
     let bad = || format!("{what}: `security` must be a list of {{scheme: [scopes]}} objects");
-    let mut out: Vec<String> = Vec::new();
+    let mut out = Vec::new();
     for requirement in security.as_array().ok_or_else(bad)? {
+        let mut all: Vec<String> = Vec::new();
         for list in requirement.as_object().ok_or_else(bad)?.values() {
             for s in list.as_array().ok_or_else(bad)? {
                 let s = s.as_str().ok_or_else(bad)?;
-                if !out.iter().any(|o| o == s) {
-                    out.push(s.to_owned());
+                if !all.iter().any(|o| o == s) {
+                    all.push(s.to_owned());
                 }
             }
         }
+        out.push(all);
     }
     Ok(out)
 }
 
-/// Names of the `in: path` parameters in a `parameters` list.
-fn declared_path_params(doc: &Value, params: Option<&Value>) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
+/// The parameters of a `parameters` list (cookies are left out), each
+/// replacing an earlier one with the same name and location.
+fn parameters(
+    doc: &Value,
+    params: Option<&Value>,
+    out: &mut Vec<Parameter>,
+    what: &str,
+) -> Result<(), String> {
     for p in params.and_then(Value::as_array).into_iter().flatten() {
         let p = deref(doc, p)?;
-        if p.get("in").and_then(Value::as_str) == Some("path")
-            && let Some(name) = p.get("name").and_then(Value::as_str)
-        {
-            out.push(name.to_owned());
+        let name = p
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("{what}: a parameter has no `name`"))?;
+        let location = match p.get("in").and_then(Value::as_str) {
+            Some("path") => ParamIn::Path,
+            Some("query") => ParamIn::Query,
+            Some("header") => ParamIn::Header,
+            Some("cookie") => continue,
+            other => {
+                return Err(format!(
+                    "{what}: parameter {name:?}: `in` must be path, query, header or cookie, found {other:?}"
+                ));
+            }
+        };
+        let style = match p.get("style").and_then(Value::as_str) {
+            None if location == ParamIn::Query => ParamStyle::Form,
+            None | Some("simple") => ParamStyle::Simple,
+            Some("form") => ParamStyle::Form,
+            Some("deepObject") => ParamStyle::DeepObject,
+            Some(_) => ParamStyle::Other,
+        };
+        let explode = p
+            .get("explode")
+            .and_then(Value::as_bool)
+            .unwrap_or(style == ParamStyle::Form);
+        // `content` instead of `schema`: the value is a serialised document
+        // the gateway does not parse; only its presence is checked.
+        let schema = p.get("schema").cloned().unwrap_or(Value::Bool(true));
+        let param = Parameter {
+            name: name.to_owned(),
+            location,
+            required: location == ParamIn::Path
+                || p.get("required").and_then(Value::as_bool).unwrap_or(false),
+            style,
+            explode,
+            schema,
+        };
+        let same = |o: &Parameter| {
+            o.location == param.location
+                && if location == ParamIn::Header {
+                    o.name.eq_ignore_ascii_case(&param.name)
+                } else {
+                    o.name == param.name
+                }
+        };
+        match out.iter_mut().find(|o| same(o)) {
+            Some(o) => *o = param,
+            None => out.push(param),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn request_bodies(doc: &Value, op: &Value, what: &str) -> Result<Vec<RequestBody>, String> {
@@ -293,10 +390,18 @@ fn operations_of(
     doc: &Document,
 ) -> Result<Vec<(Vec<TemplateSegment>, Operation)>, String> {
     let v = &doc.value;
-    let paths = v
-        .get("paths")
-        .and_then(Value::as_object)
-        .ok_or("`paths` is missing or not an object")?;
+    let openapi_31 = v
+        .get("openapi")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.starts_with("3.1."));
+    static NO_PATHS: std::sync::LazyLock<serde_json::Map<String, Value>> =
+        std::sync::LazyLock::new(serde_json::Map::new);
+    let paths = match v.get("paths") {
+        Some(Value::Object(paths)) => paths,
+        // 3.1 makes `paths` optional (a document of webhooks or components).
+        None if openapi_31 => &NO_PATHS,
+        _ => return Err("`paths` is missing or not an object".into()),
+    };
     let prefix = if doc.mount == "/" { "" } else { &doc.mount };
     let mount_segments = template(&doc.mount)?;
     let top_security = v.get("security");
@@ -312,52 +417,71 @@ fn operations_of(
         }
         let mut segments = mount_segments.clone();
         segments.extend(template(path)?);
-        let common = declared_path_params(v, item.get("parameters"))?;
+        let mut common = Vec::new();
+        parameters(v, item.get("parameters"), &mut common, path)?;
+        let path_params: Vec<String> = segments
+            .iter()
+            .flat_map(|s| match s {
+                TemplateSegment::Param(n) => vec![n.clone()],
+                TemplateSegment::Literal(_) => Vec::new(),
+                TemplateSegment::Mixed(parts) => parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Part::Param(n) => Some(n.clone()),
+                        Part::Text(_) => None,
+                    })
+                    .collect(),
+            })
+            .collect();
         for (key, method) in &METHODS {
             let Some(op) = item.get(*key) else { continue };
             let what = format!("{} {path}", method);
-            let operation_id = op
-                .get("operationId")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    format!(
-                        "{what} has no operationId (the policy grants operations by operationId)"
-                    )
-                })?;
+            let served = format!("{prefix}{path}");
+            let operation_id = match op.get("operationId").and_then(Value::as_str) {
+                Some(id) if !id.is_empty() => id.to_owned(),
+                _ => format!("{key} {served}"),
+            };
             if operation_id.starts_with('@') {
                 return Err(format!(
                     "{what}: operationId {operation_id:?} may not start with '@' (reserved for policy groups)"
                 ));
             }
-            let mut declared = common.clone();
-            declared.extend(declared_path_params(v, op.get("parameters"))?);
-            let path_params: Vec<String> = segments
-                .iter()
-                .filter_map(|s| match s {
-                    TemplateSegment::Param(n) => Some(n.clone()),
-                    TemplateSegment::Literal(_) => None,
-                })
-                .collect();
-            if let Some(missing) = path_params.iter().find(|p| !declared.contains(p)) {
+            let mut params = common.clone();
+            parameters(v, op.get("parameters"), &mut params, &what)?;
+            if let Some(missing) = path_params.iter().find(|p| {
+                !params
+                    .iter()
+                    .any(|d| d.location == ParamIn::Path && d.name == **p)
+            }) {
                 return Err(format!(
                     "{what}: path parameter {{{missing}}} is not declared in `parameters` (in: path)"
                 ));
             }
-            let scopes = match op.get("security").or(top_security) {
-                Some(s) => scopes(s, &what)?,
+            // A declared path parameter the template lacks can never be sent.
+            params.retain(|d| d.location != ParamIn::Path || path_params.contains(&d.name));
+            let security = match op.get("security").or(top_security) {
+                Some(s) => security(s, &what)?,
                 None => Vec::new(),
             };
+            let mut scopes: Vec<String> = Vec::new();
+            for s in security.iter().flatten() {
+                if !scopes.contains(s) {
+                    scopes.push(s.clone());
+                }
+            }
             out.push((
                 segments.clone(),
                 Operation {
-                    operation_id: operation_id.to_owned(),
+                    operation_id,
                     method: method.clone(),
-                    path_template: format!("{prefix}{path}"),
+                    path_template: served,
                     mutating: is_mutating(method),
                     scopes,
+                    security,
+                    parameters: params,
+                    openapi_31,
                     request_bodies: request_bodies(v, op, &what)?,
-                    path_params,
+                    path_params: path_params.clone(),
                     document: idx,
                     index: 0,
                 },
@@ -438,12 +562,38 @@ pub(crate) fn build(documents: Vec<Document>) -> Result<OperationTable, (usize, 
         entry
             .methods
             .sort_by_key(|(m, _)| METHODS.iter().position(|(_, x)| x == m));
-        entry.allow = entry
-            .methods
-            .iter()
-            .map(|(m, _)| m.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let has = |m: Method| entry.methods.iter().any(|(x, _)| *x == m);
+        let (head, options) = (has(Method::HEAD), has(Method::OPTIONS));
+        let mut allow: Vec<&str> = Vec::new();
+        for (m, _) in &entry.methods {
+            allow.push(m.as_str());
+            if *m == Method::GET && !head {
+                allow.push("HEAD");
+            }
+        }
+        if !options {
+            allow.push("OPTIONS");
+        }
+        entry.allow = allow.join(", ");
+    }
+    for (i, a) in paths.iter().enumerate() {
+        for b in &paths[i + 1..] {
+            if ambiguous(&a.segments, &b.segments) {
+                let name = |e: &PathEntry| {
+                    e.methods
+                        .first()
+                        .map(|(_, o)| (o.path_template.clone(), o.document))
+                        .unwrap_or_default()
+                };
+                let ((pa, _), (pb, db)) = (name(a), name(b));
+                return Err((
+                    db,
+                    format!(
+                        "{pb} and {pa} can match the same request path and neither is more specific"
+                    ),
+                ));
+            }
+        }
     }
     Ok(OperationTable {
         documents,
@@ -453,12 +603,56 @@ pub(crate) fn build(documents: Vec<Document>) -> Result<OperationTable, (usize, 
 }
 
 fn same_shape(a: &[TemplateSegment], b: &[TemplateSegment]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| match (x, y) {
-            (TemplateSegment::Literal(l), TemplateSegment::Literal(r)) => l == r,
-            (TemplateSegment::Param(_), TemplateSegment::Param(_)) => true,
-            _ => false,
-        })
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_segment_shape(x, y))
+}
+
+fn same_segment_shape(x: &TemplateSegment, y: &TemplateSegment) -> bool {
+    match (x, y) {
+        (TemplateSegment::Literal(l), TemplateSegment::Literal(r)) => l == r,
+        (TemplateSegment::Param(_), TemplateSegment::Param(_)) => true,
+        (TemplateSegment::Mixed(l), TemplateSegment::Mixed(r)) => {
+            l.len() == r.len()
+                && l.iter().zip(r).all(|(p, q)| match (p, q) {
+                    (Part::Text(a), Part::Text(b)) => a == b,
+                    (Part::Param(_), Part::Param(_)) => true,
+                    _ => false,
+                })
+        }
+        _ => false,
+    }
+}
+
+/// Whether two templates of different shapes could match one request path
+/// with neither more specific than the other.
+fn ambiguous(a: &[TemplateSegment], b: &[TemplateSegment]) -> bool {
+    if a.len() != b.len() || same_shape(a, b) {
+        return false;
+    }
+    if !a.iter().zip(b).all(|(x, y)| may_overlap(x, y)) {
+        return false;
+    }
+    !more_specific(a, b) && !more_specific(b, a)
+}
+
+/// Whether some raw segment could match both template segments.
+fn may_overlap(x: &TemplateSegment, y: &TemplateSegment) -> bool {
+    use TemplateSegment::{Literal, Mixed, Param};
+    match (x, y) {
+        (Literal(l), Literal(r)) => l == r,
+        (Param(_), _) | (_, Param(_)) => true,
+        (Literal(l), Mixed(m)) | (Mixed(m), Literal(l)) => capture(m, l).is_some(),
+        (Mixed(l), Mixed(r)) => {
+            // Different leading or trailing text keeps them apart; anything
+            // subtler is treated as a possible overlap.
+            let text = |p: Option<&Part>| match p {
+                Some(Part::Text(t)) => t.clone(),
+                _ => String::new(),
+            };
+            let (lp, rp) = (text(l.first()), text(r.first()));
+            let (ls, rs) = (text(l.last()), text(r.last()));
+            (lp.starts_with(&rp) || rp.starts_with(&lp)) && (ls.ends_with(&rs) || rs.ends_with(&ls))
+        }
+    }
 }
 
 /// A table from in-memory documents `(mount, document)`, for unit tests.
@@ -638,8 +832,14 @@ components:
         let p = Path::new("api.json");
         let e = parse_document(r#"{"swagger": "2.0", "paths": {}}"#, p).unwrap_err();
         assert!(e.contains("Swagger 2.0"), "{e}");
-        let e = parse_document(r#"{"openapi": "3.1.0", "paths": {}}"#, p).unwrap_err();
-        assert!(e.contains("OpenAPI 3.1.0"), "{e}");
+        assert!(parse_document(r#"{"openapi": "3.1.0", "paths": {}}"#, p).is_ok());
+        let e = parse_document(r#"{"openapi": "3.2.0", "paths": {}}"#, p).unwrap_err();
+        assert!(
+            e.contains("is OpenAPI 3.2.0; only OpenAPI 3.0.x and 3.1.x"),
+            "{e}"
+        );
+        let e = parse_document("openapi: 3.1\npaths: {}\n", Path::new("a.yaml")).unwrap_err();
+        assert!(e.contains("must be a version string"), "{e}");
         let e = parse_document(r#"{"paths": {}}"#, p).unwrap_err();
         assert!(e.contains("not an OpenAPI document"), "{e}");
         let e = parse_document("openapi: 3.0.0\npaths: {}\n", p).unwrap_err();
@@ -653,10 +853,6 @@ components:
     #[test]
     fn bad_documents_are_refused_naming_the_problem() {
         let cases: Vec<(Vec<(&str, Value)>, &str)> = vec![
-            (
-                vec![("/", doc(json!({ "/a": { "get": { "responses": {} } } })))],
-                "GET /a has no operationId",
-            ),
             (
                 vec![("/", doc(json!({ "/a": get_op("x"), "/b": get_op("x") })))],
                 "operationId \"x\"",
@@ -679,8 +875,22 @@ components:
                 "only in parameter names",
             ),
             (
-                vec![("/", doc(json!({ "/f/{name}.json": get_op("x") })))],
-                "not a whole segment",
+                vec![("/", doc(json!({ "/f/{a}{b}": get_op("x") })))],
+                "no text between them",
+            ),
+            (
+                vec![("/", doc(json!({ "/f/{a": get_op("x") })))],
+                "must be written `{name}`",
+            ),
+            (
+                vec![(
+                    "/",
+                    doc(json!({
+                        "/f/{a}.json": { "parameters": [{"name": "a", "in": "path"}], "get": { "operationId": "x" } },
+                        "/f/x{b}": { "parameters": [{"name": "b", "in": "path"}], "get": { "operationId": "y" } }
+                    })),
+                )],
+                "can match the same request path",
             ),
             (
                 vec![("/", doc(json!({ "/f/{id}": get_op("x") })))],
@@ -740,6 +950,61 @@ components:
             assert!(mount(bad).is_err(), "{bad}");
         }
         assert_eq!(mount("/beta/").unwrap(), "/beta");
+    }
+
+    #[test]
+    fn operations_without_an_operation_id_get_a_generated_name() {
+        let t = table_of(&[(
+            "/api",
+            doc(json!({ "/streams": { "post": { "responses": {} }, "get": get_op("listStreams")["get"] } })),
+        )])
+        .unwrap();
+        let op = t.get("post /api/streams").unwrap();
+        assert_eq!(op.method, Method::POST);
+        assert_eq!(t.get("listStreams").unwrap().path_template, "/api/streams");
+    }
+
+    #[test]
+    fn security_is_an_or_of_and_sets_and_parameters_are_read() {
+        let t = table_of(&[(
+            "/",
+            doc(json!({ "/a/{id}": {
+                "parameters": [{"name": "id", "in": "path", "schema": {"type": "integer"}},
+                               {"name": "X-Trace", "in": "header", "required": true}],
+                "get": {
+                    "operationId": "x",
+                    "security": [{"oauth": ["a:read", "a:write"], "key": []}, {"oauth": ["admin"]}],
+                    "parameters": [{"name": "x-trace", "in": "header"},
+                                   {"name": "status", "in": "query", "style": "form", "explode": false},
+                                   {"name": "filter", "in": "query", "style": "deepObject"},
+                                   {"name": "c", "in": "cookie"}]
+                }
+            } })),
+        )])
+        .unwrap();
+        let op = t.get("x").unwrap();
+        assert_eq!(op.security, [vec!["a:read", "a:write"], vec!["admin"]]);
+        assert_eq!(op.scopes, ["a:read", "a:write", "admin"]);
+        let p: Vec<_> = op
+            .parameters
+            .iter()
+            .map(|p| (p.name.as_str(), p.location, p.required, p.style, p.explode))
+            .collect();
+        assert_eq!(
+            p,
+            [
+                ("id", ParamIn::Path, true, ParamStyle::Simple, false),
+                ("x-trace", ParamIn::Header, false, ParamStyle::Simple, false),
+                ("status", ParamIn::Query, false, ParamStyle::Form, false),
+                (
+                    "filter",
+                    ParamIn::Query,
+                    false,
+                    ParamStyle::DeepObject,
+                    false
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -3,11 +3,19 @@
 //!
 //! Matching is exact and case-sensitive on the checked raw path (see
 //! [`super::path`]): a literal template segment matches the identical raw
-//! segment, a path parameter matches one non-empty segment. When several
-//! templates match, the most specific wins (at the first segment where they
-//! differ, a literal beats a parameter), as OpenAPI prescribes; only that
-//! path's methods are considered. No match is [`Error::NoRoute`]; a match
-//! without the method is [`Error::MethodNotAllowed`] with the path's methods.
+//! segment, a path parameter matches one non-empty segment, and a segment
+//! mixing text and parameters (`{Sid}.json`, `{a}-{b}`) matches when its
+//! text appears in order around non-empty parameter values (the leftmost
+//! parameter takes the shortest value). When several templates match, the
+//! most specific wins (at the first segment where they differ, a literal
+//! beats a mixed segment, which beats a parameter), as OpenAPI prescribes;
+//! templates that could match the same path without one being more specific
+//! are refused at load. Only the winning path's methods are considered:
+//! HEAD is served by the GET operation when the document declares no HEAD,
+//! an OPTIONS request without an OPTIONS operation is answered with the
+//! path's methods ([`Error::Options`], 204 + `Allow`). No match is
+//! [`Error::NoRoute`]; a match without the method is
+//! [`Error::MethodNotAllowed`] with the path's methods.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +33,29 @@ pub(crate) enum TemplateSegment {
     Literal(String),
     /// Matches any one non-empty segment; the name of the parameter.
     Param(String),
+    /// Text and parameters inside one segment, e.g. `{Sid}.json`; never
+    /// two parameters in a row.
+    Mixed(Vec<Part>),
+}
+
+/// A piece of a [`TemplateSegment::Mixed`] segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// Exactly this raw text.
+    Text(String),
+    /// A non-empty value; the name of the parameter.
+    Param(String),
+}
+
+impl TemplateSegment {
+    /// Literal 2, mixed 1, parameter 0: the higher wins a tie.
+    fn rank(&self) -> u8 {
+        match self {
+            TemplateSegment::Literal(_) => 2,
+            TemplateSegment::Mixed(_) => 1,
+            TemplateSegment::Param(_) => 0,
+        }
+    }
 }
 
 /// One path template (mount prefix included) and its operations.
@@ -115,20 +146,29 @@ impl OperationTable {
             };
         }
         let entry = best.ok_or(Error::NoRoute)?;
-        let Some((_, op)) = entry.methods.iter().find(|(m, _)| m == method) else {
-            return Err(Error::MethodNotAllowed {
-                allow: entry.allow.clone(),
+        let found = entry.methods.iter().find(|(m, _)| m == method).or_else(|| {
+            (method == Method::HEAD)
+                .then(|| entry.methods.iter().find(|(m, _)| m == Method::GET))
+                .flatten()
+        });
+        let Some((_, op)) = found else {
+            let allow = entry.allow.clone();
+            return Err(if method == Method::OPTIONS {
+                Error::Options { allow }
+            } else {
+                Error::MethodNotAllowed { allow }
             });
         };
-        let params = entry
-            .segments
-            .iter()
-            .zip(&segments)
-            .filter_map(|(t, s)| match t {
-                TemplateSegment::Param(name) => Some((name.clone(), s.decoded.to_string())),
-                TemplateSegment::Literal(_) => None,
-            })
-            .collect();
+        let mut params = Vec::new();
+        for (t, s) in entry.segments.iter().zip(&segments) {
+            match t {
+                TemplateSegment::Param(name) => params.push((name.clone(), s.decoded.to_string())),
+                TemplateSegment::Literal(_) => {}
+                TemplateSegment::Mixed(parts) => {
+                    params.extend(capture(parts, s.raw).unwrap_or_default())
+                }
+            }
+        }
         Ok((op.clone(), PathParams(params)))
     }
 }
@@ -138,18 +178,69 @@ fn matches(template: &[TemplateSegment], segments: &[path::Segment<'_>]) -> bool
         && template.iter().zip(segments).all(|(t, s)| match t {
             TemplateSegment::Literal(l) => l == s.raw,
             TemplateSegment::Param(_) => true,
+            TemplateSegment::Mixed(parts) => capture(parts, s.raw).is_some(),
         })
 }
 
+/// The decoded parameter values of a mixed segment matching `raw`, or
+/// `None` when it does not match.
+pub(crate) fn capture(parts: &[Part], raw: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    capture_from(parts, raw, &mut out).then_some(out)
+}
+
+fn capture_from(parts: &[Part], raw: &str, out: &mut Vec<(String, String)>) -> bool {
+    match parts.split_first() {
+        None => raw.is_empty(),
+        Some((Part::Text(t), rest)) => raw
+            .strip_prefix(t.as_str())
+            .is_some_and(|r| capture_from(rest, r, out)),
+        Some((Part::Param(name), rest)) => {
+            // Shortest value first; a value must decode on its own.
+            for (end, _) in raw.char_indices().skip(1).chain([(raw.len(), ' ')]) {
+                let (value, tail) = raw.split_at(end);
+                let Some(decoded) = percent_decode(value) else {
+                    continue;
+                };
+                let len = out.len();
+                out.push((name.clone(), decoded));
+                if capture_from(rest, tail, out) {
+                    return true;
+                }
+                out.truncate(len);
+            }
+            false
+        }
+    }
+}
+
+/// Percent-decodes an already checked raw piece; `None` if an escape is cut
+/// or the result is not UTF-8.
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |k: usize| bytes.get(k).and_then(|&c| char::from(c).to_digit(16));
+            let (hi, lo) = (hex(i + 1)?, hex(i + 2)?);
+            // Two hex digits: at most 0xff.
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Whether `a` is more specific than `b` (same length): at the first
-/// position where one has a literal and the other a parameter, `a` has the
-/// literal.
-fn more_specific(a: &[TemplateSegment], b: &[TemplateSegment]) -> bool {
+/// position where their kinds differ, `a` has the more literal one.
+pub(crate) fn more_specific(a: &[TemplateSegment], b: &[TemplateSegment]) -> bool {
     for (x, y) in a.iter().zip(b) {
-        match (x, y) {
-            (TemplateSegment::Literal(_), TemplateSegment::Param(_)) => return true,
-            (TemplateSegment::Param(_), TemplateSegment::Literal(_)) => return false,
-            _ => {}
+        if x.rank() != y.rank() {
+            return x.rank() > y.rank();
         }
     }
     false
@@ -217,7 +308,7 @@ mod tests {
         );
         // The most specific path decides the methods: no fallback to {id}.
         match t.find(&Method::DELETE, "/beta/items/special") {
-            Err(Error::MethodNotAllowed { allow }) => assert_eq!(allow, "GET"),
+            Err(Error::MethodNotAllowed { allow }) => assert_eq!(allow, "GET, HEAD, OPTIONS"),
             other => panic!("{other:?}"),
         }
     }
@@ -242,11 +333,17 @@ mod tests {
             );
         }
         match t.find(&Method::PATCH, "/beta/items/x") {
-            Err(Error::MethodNotAllowed { allow }) => assert_eq!(allow, "GET, PUT, DELETE"),
+            Err(Error::MethodNotAllowed { allow }) => {
+                assert_eq!(allow, "GET, HEAD, PUT, DELETE, OPTIONS")
+            }
             other => panic!("{other:?}"),
         }
-        match t.find(&Method::HEAD, "/beta/items") {
-            Err(Error::MethodNotAllowed { allow }) => assert_eq!(allow, "GET, POST"),
+        match t.find(&Method::OPTIONS, "/beta/items") {
+            Err(Error::Options { allow }) => assert_eq!(allow, "GET, HEAD, POST, OPTIONS"),
+            other => panic!("{other:?}"),
+        }
+        match t.find(&Method::HEAD, "/beta/items/x/rule") {
+            Err(Error::MethodNotAllowed { allow }) => assert_eq!(allow, "PATCH, OPTIONS"),
             other => panic!("{other:?}"),
         }
         let custom = Method::from_bytes(b"PURGE").unwrap();
@@ -254,6 +351,59 @@ mod tests {
             t.find(&custom, "/beta/items"),
             Err(Error::MethodNotAllowed { .. })
         ));
+    }
+
+    #[test]
+    fn head_is_served_by_get() {
+        let t = table();
+        let (op, _) = t.find(&Method::HEAD, "/beta/items/abc").unwrap();
+        assert_eq!(op.operation_id, "getItem");
+        assert!(!op.mutating);
+    }
+
+    #[test]
+    fn text_and_parameters_share_a_segment() {
+        let p = |n: &str| json!({ "name": n, "in": "path", "required": true });
+        let doc = json!({
+            "openapi": "3.1.0", "info": { "title": "m", "version": "1" },
+            "paths": {
+                "/Accounts/{Sid}.json": { "parameters": [p("Sid")], "get": op("fetchAccount") },
+                "/Accounts/{Sid}.xml": { "parameters": [p("Sid")], "get": op("fetchAccountXml") },
+                "/Accounts/list.json": { "get": op("listAccounts") },
+                "/range/{a}-{b}": { "parameters": [p("a"), p("b")], "get": op("range") },
+                "/range/{any}": { "parameters": [p("any")], "get": op("rangeAny") }
+            }
+        });
+        let t = table_of(&[("/", doc)]).unwrap();
+        let (id, params) = found(&t, Method::GET, "/Accounts/AC12%20x.json");
+        assert_eq!(id, "fetchAccount");
+        assert_eq!(params, [("Sid".to_owned(), "AC12 x".to_owned())]);
+        assert_eq!(
+            found(&t, Method::GET, "/Accounts/AC1.xml").0,
+            "fetchAccountXml"
+        );
+        assert_eq!(
+            found(&t, Method::GET, "/Accounts/list.json").0,
+            "listAccounts"
+        );
+        assert!(matches!(
+            t.find(&Method::GET, "/Accounts/.json"),
+            Err(Error::NoRoute)
+        ));
+        assert!(matches!(
+            t.find(&Method::GET, "/Accounts/AC1"),
+            Err(Error::NoRoute)
+        ));
+        let (id, params) = found(&t, Method::GET, "/range/1-2-3");
+        assert_eq!(id, "range");
+        assert_eq!(
+            params,
+            [
+                ("a".to_owned(), "1".to_owned()),
+                ("b".to_owned(), "2-3".to_owned())
+            ]
+        );
+        assert_eq!(found(&t, Method::GET, "/range/12").0, "rangeAny");
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub(crate) fn json(
         // Whatever else is wrong inside a read-only field goes with it.
         let at = report::tokens(e);
         if !read_only.iter().any(|r| at.starts_with(r)) {
-            messages.push(report::message("", e));
+            messages.extend(report::messages("", e));
         }
     }
     if !messages.is_empty() || read_only.is_empty() {

@@ -1,8 +1,8 @@
 //! `[validation]`: request body limits and checks.
 //!
 //! [`ValidationSection`] is what the file says; [`ValidationConfig`] is what
-//! the validators run with. Operation ids in `body_limits` are checked
-//! against the loaded documents when the validators are compiled
+//! the validators run with. Operation ids in `body_limits` and `skip` are
+//! checked against the loaded documents when the validators are compiled
 //! ([`super::Validators::compile`]).
 
 use std::collections::BTreeMap;
@@ -48,6 +48,13 @@ pub struct ValidationSection {
     /// below it; `"*"` means any path).
     #[serde(default)]
     pub patch_paths: BTreeMap<String, Vec<String>>,
+    /// Refuse query parameters the operation does not declare (default
+    /// `false`: unknown ones are forwarded).
+    pub strict_query: Option<bool>,
+    /// OperationIds whose request bodies are forwarded without schema
+    /// validation (media type and size are still checked).
+    #[serde(default)]
+    pub skip: Vec<String>,
 }
 
 /// What happens to `readOnly` fields sent in a request body.
@@ -78,6 +85,10 @@ pub struct ValidationConfig {
     pub max_messages: usize,
     /// Patch path restrictions per role.
     pub patch_paths: PatchPaths,
+    /// Whether undeclared query parameters are refused.
+    pub strict_query: bool,
+    /// OperationIds whose bodies are not schema-validated.
+    pub skip: Vec<String>,
 }
 
 impl Default for ValidationConfig {
@@ -91,6 +102,8 @@ impl Default for ValidationConfig {
             read_only: ReadOnly::Refuse,
             max_messages: DEFAULT_MAX_MESSAGES,
             patch_paths: PatchPaths::default(),
+            strict_query: false,
+            skip: Vec::new(),
         }
     }
 }
@@ -186,6 +199,8 @@ impl ValidationConfig {
             read_only,
             max_messages,
             patch_paths: PatchPaths { roles },
+            strict_query: s.strict_query.unwrap_or(false),
+            skip: s.skip.clone(),
         })
     }
 

@@ -1,5 +1,7 @@
-//! OpenAPI 3.0 schema objects, rewritten as JSON Schema (draft 4) for the
-//! `jsonschema` crate.
+//! OpenAPI schema objects, rewritten as plain JSON Schema for the
+//! `jsonschema` crate: OpenAPI 3.0 schemas as draft 4, OpenAPI 3.1 schemas
+//! (which are JSON Schema 2020-12: `type` arrays, `null`, `const`, `$defs`,
+//! `$ref` with siblings) as 2020-12 ([`Dialect`]).
 //!
 //! OpenAPI 3.0 speaks an extended subset of draft 4 (draft-wright-00). The
 //! differences that matter for requests:
@@ -15,8 +17,16 @@
 //!   (`#/...`) are allowed (nothing is fetched).
 //! - `format: int32` / `int64` become numeric bounds; the OpenAPI-only
 //!   formats (`float`, `double`, `byte`, `binary`, `password`) are dropped.
-//! - Annotations (`example`, `xml`, `externalDocs`, `discriminator`,
-//!   `deprecated`, `writeOnly`, `x-*`) are dropped.
+//! - Annotations (`example`, `xml`, `externalDocs`, `deprecated`,
+//!   `writeOnly`, `x-*`) are dropped.
+//! - A `discriminator` on a `oneOf`/`anyOf` of `$ref`s decides the branch:
+//!   the property is required and must be one of the mapped values, and the
+//!   value's branch alone is checked, so its messages are precise (a value
+//!   matching two branches is no longer ambiguous).
+//!
+//! In 3.1 documents `nullable` means nothing and `$ref` siblings apply, as
+//! JSON Schema 2020-12 says; `readOnly`, formats and `discriminator` are
+//! handled as above.
 
 use serde_json::{Map, Value, json};
 
@@ -27,13 +37,32 @@ pub(crate) const READ_ONLY: &str = "x-simgate-read-only";
 /// config, but conversion must not recurse without bound).
 const MAX_SCHEMA_DEPTH: usize = 64;
 
-/// Converts one schema; `Err` says what is wrong and where (a JSON pointer
-/// relative to `schema`).
-pub(crate) fn convert(schema: &Value) -> Result<Value, String> {
-    convert_at(schema, 0, &mut String::new())
+/// Which JSON Schema dialect a document's schemas speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// OpenAPI 3.0: extended draft 4.
+    OpenApi30,
+    /// OpenAPI 3.1: JSON Schema 2020-12.
+    OpenApi31,
 }
 
-fn convert_at(schema: &Value, depth: usize, at: &mut String) -> Result<Value, String> {
+impl Dialect {
+    /// The dialect of an OpenAPI document (by its `openapi` version).
+    pub(crate) fn of(document: &Value) -> Dialect {
+        match document.get("openapi").and_then(Value::as_str) {
+            Some(v) if v.starts_with("3.1.") => Dialect::OpenApi31,
+            _ => Dialect::OpenApi30,
+        }
+    }
+}
+
+/// Converts one schema; `Err` says what is wrong and where (a JSON pointer
+/// relative to `schema`).
+pub(crate) fn convert(schema: &Value, dialect: Dialect) -> Result<Value, String> {
+    convert_at(schema, dialect, 0, &mut String::new())
+}
+
+fn convert_at(schema: &Value, d: Dialect, depth: usize, at: &mut String) -> Result<Value, String> {
     if depth > MAX_SCHEMA_DEPTH {
         return Err(format!(
             "{at}: schema nested deeper than {MAX_SCHEMA_DEPTH}"
@@ -44,14 +73,20 @@ fn convert_at(schema: &Value, depth: usize, at: &mut String) -> Result<Value, St
         Value::Bool(_) => return Ok(schema.clone()),
         _ => return Err(format!("{}: a schema must be an object", show(at))),
     };
+    let v31 = d == Dialect::OpenApi31;
     if let Some(r) = map.get("$ref") {
-        return match r.as_str() {
-            Some(r) if r.starts_with("#/") || r == "#" => Ok(json!({ "$ref": r })),
-            _ => Err(format!(
-                "{}: only local $refs (\"#/...\") are supported, found {r}",
-                show(at)
-            )),
+        let local = match r.as_str() {
+            Some(r) if r.starts_with("#/") || r == "#" => r,
+            _ => {
+                return Err(format!(
+                    "{}: only local $refs (\"#/...\") are supported, found {r}",
+                    show(at)
+                ));
+            }
         };
+        if !v31 {
+            return Ok(json!({ "$ref": local }));
+        }
     }
     let mut out = Map::new();
     for (key, value) in map {
@@ -59,20 +94,32 @@ fn convert_at(schema: &Value, depth: usize, at: &mut String) -> Result<Value, St
         at.push('/');
         at.push_str(&key.replace('~', "~0").replace('/', "~1"));
         let converted = match key.as_str() {
-            "properties" | "patternProperties" => Some(Value::Object(each_member(
-                value,
-                depth,
-                at,
-                "an object of schemas",
-            )?)),
+            "properties" | "patternProperties" | "$defs" | "dependentSchemas" => Some(
+                Value::Object(each_member(value, d, depth, at, "an object of schemas")?),
+            ),
             "additionalProperties" | "items" | "not" if value.is_object() => {
-                Some(convert_at(value, depth + 1, at)?)
+                Some(convert_at(value, d, depth + 1, at)?)
             }
             "items" if value.is_array() => {
-                Some(Value::Array(each_item(value, depth, at, "schemas")?))
+                Some(Value::Array(each_item(value, d, depth, at, "schemas")?))
             }
+            "prefixItems" => Some(Value::Array(each_item(value, d, depth, at, "schemas")?)),
+            "additionalItems"
+            | "contains"
+            | "propertyNames"
+            | "if"
+            | "then"
+            | "else"
+            | "unevaluatedProperties"
+            | "unevaluatedItems"
+                if value.is_object() =>
+            {
+                Some(convert_at(value, d, depth + 1, at)?)
+            }
+            "nullable" if v31 => None,
             "allOf" | "anyOf" | "oneOf" => Some(Value::Array(each_item(
                 value,
+                d,
                 depth,
                 at,
                 "an array of schemas",
@@ -92,14 +139,84 @@ fn convert_at(schema: &Value, depth: usize, at: &mut String) -> Result<Value, St
     }
     drop_read_only_required(map, &mut out);
     format(map, &mut out);
-    if map.get("nullable") == Some(&Value::Bool(true)) {
+    discriminate(map, &mut out);
+    if !v31 && map.get("nullable") == Some(&Value::Bool(true)) {
         return Ok(nullable(out));
     }
     Ok(Value::Object(out))
 }
 
+/// Rewrites a `oneOf`/`anyOf` of `$ref`s with a `discriminator` into: the
+/// property is required and one of the known values, and for each value,
+/// either the property has another value or the value's schema holds.
+fn discriminate(map: &Map<String, Value>, out: &mut Map<String, Value>) {
+    let Some(prop) = map
+        .get("discriminator")
+        .and_then(|d| d.get("propertyName"))
+        .and_then(Value::as_str)
+    else {
+        return;
+    };
+    let key = if out.contains_key("oneOf") {
+        "oneOf"
+    } else {
+        "anyOf"
+    };
+    let Some(Value::Array(branches)) = out.get(key) else {
+        return;
+    };
+    let mut refs: Vec<&str> = Vec::new();
+    for b in branches {
+        match b.get("$ref").and_then(Value::as_str) {
+            Some(r) => refs.push(r),
+            // An inline branch: no name to map, keep plain oneOf semantics.
+            None => return,
+        }
+    }
+    let mut cases: Vec<(String, String)> = Vec::new();
+    if let Some(Value::Object(mapping)) = map.get("discriminator").and_then(|d| d.get("mapping")) {
+        for (value, target) in mapping {
+            let Some(t) = target.as_str() else { continue };
+            let target = if t.starts_with('#') {
+                t.to_owned()
+            } else {
+                format!("#/components/schemas/{t}")
+            };
+            cases.push((value.clone(), target));
+        }
+    }
+    for r in &refs {
+        if !cases.iter().any(|(_, t)| t == r)
+            && let Some(name) = r.rsplit('/').next()
+        {
+            cases.push((name.to_owned(), (*r).to_owned()));
+        }
+    }
+    if cases.is_empty() {
+        return;
+    }
+    let values: Vec<Value> = cases
+        .iter()
+        .map(|(v, _)| Value::String(v.clone()))
+        .collect();
+    let mut all = match out.remove("allOf") {
+        Some(Value::Array(a)) => a,
+        _ => Vec::new(),
+    };
+    out.remove(key);
+    all.push(json!({ "required": [prop], "properties": { prop: { "enum": values } } }));
+    for (value, target) in cases {
+        all.push(json!({ "anyOf": [
+            { "not": { "required": [prop], "properties": { prop: { "enum": [value] } } } },
+            { "$ref": target }
+        ] }));
+    }
+    out.insert("allOf".into(), Value::Array(all));
+}
+
 fn each_member(
     value: &Value,
+    d: Dialect,
     depth: usize,
     at: &mut String,
     what: &str,
@@ -112,7 +229,7 @@ fn each_member(
         let len = at.len();
         at.push('/');
         at.push_str(&name.replace('~', "~0").replace('/', "~1"));
-        out.insert(name.clone(), convert_at(sub, depth + 1, at)?);
+        out.insert(name.clone(), convert_at(sub, d, depth + 1, at)?);
         at.truncate(len);
     }
     Ok(out)
@@ -120,6 +237,7 @@ fn each_member(
 
 fn each_item(
     value: &Value,
+    d: Dialect,
     depth: usize,
     at: &mut String,
     what: &str,
@@ -132,7 +250,7 @@ fn each_item(
         let len = at.len();
         at.push('/');
         at.push_str(&i.to_string());
-        out.push(convert_at(sub, depth + 1, at)?);
+        out.push(convert_at(sub, d, depth + 1, at)?);
         at.truncate(len);
     }
     Ok(out)
@@ -216,6 +334,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn openapi_31_keeps_2020_12_keywords_and_ref_siblings() {
+        let from = json!({"$ref": "#/components/schemas/X", "description": "d",
+            "type": ["string", "null"], "const": "a", "nullable": true,
+            "$defs": {"Y": {"type": "integer", "readOnly": true}}});
+        let to = json!({"$ref": "#/components/schemas/X", "description": "d",
+            "type": ["string", "null"], "const": "a",
+            "$defs": {"Y": {"type": "integer", READ_ONLY: true}}});
+        assert_eq!(convert(&from, Dialect::OpenApi31).unwrap(), to);
+        assert_eq!(
+            convert(
+                &json!({"type": "string", "nullable": true}),
+                Dialect::OpenApi31
+            )
+            .unwrap(),
+            json!({"type": "string"})
+        );
+    }
+
+    #[test]
+    fn a_discriminator_picks_the_branch() {
+        let from = json!({"oneOf": [{"$ref": "#/components/schemas/Dog"}, {"$ref": "#/components/schemas/Cat"}],
+            "discriminator": {"propertyName": "kind", "mapping": {"dog": "Dog"}}});
+        let got = convert(&from, Dialect::OpenApi30).unwrap();
+        assert!(got.get("oneOf").is_none(), "{got}");
+        let all = got["allOf"].as_array().unwrap();
+        assert_eq!(
+            all[0],
+            json!({"required": ["kind"], "properties": {"kind": {"enum": ["dog", "Cat"]}}})
+        );
+        assert_eq!(all.len(), 3);
+        assert_eq!(
+            all[1]["anyOf"][1],
+            json!({"$ref": "#/components/schemas/Dog"})
+        );
+    }
+
+    #[test]
     fn openapi_dialect_is_rewritten() {
         let cases = [
             (
@@ -262,20 +417,25 @@ mod tests {
             ),
         ];
         for (from, to) in cases {
-            assert_eq!(convert(&from).unwrap(), to, "{from}");
+            assert_eq!(convert(&from, Dialect::OpenApi30).unwrap(), to, "{from}");
         }
     }
 
     #[test]
     fn bad_schemas_are_refused_with_their_location() {
-        let e = convert(&json!({"properties": {"a": {"$ref": "other.json#/X"}}})).unwrap_err();
+        let v30 = Dialect::OpenApi30;
+        let e = convert(
+            &json!({"properties": {"a": {"$ref": "other.json#/X"}}}),
+            v30,
+        )
+        .unwrap_err();
         assert!(e.contains("/properties/a") && e.contains("local"), "{e}");
-        let e = convert(&json!({"allOf": {"type": "string"}})).unwrap_err();
+        let e = convert(&json!({"allOf": {"type": "string"}}), v30).unwrap_err();
         assert!(e.contains("/allOf"), "{e}");
         let mut deep = json!({"type": "string"});
         for _ in 0..100 {
             deep = json!({ "items": deep });
         }
-        assert!(convert(&deep).unwrap_err().contains("deeper"));
+        assert!(convert(&deep, v30).unwrap_err().contains("deeper"));
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! For the matched operation (`Arc<Operation>` in the request extensions):
 //!
+//! - first its path, query and header parameters (400, see `params.rs`);
 //! - no request body declared: requests pass untouched when their body is
 //!   empty; a non-empty body is refused (400), since the upstream would
 //!   ignore or misread it;
+//! - an optional body that is absent (no `Content-Type`, empty) passes; a
+//!   required one is refused (400);
 //! - otherwise: the media type (415, listing the accepted ones), the size
 //!   (413: from `Content-Length` before reading, else by counting while
 //!   reading), then the content ([`super::OperationCheck::check`], 400, or
@@ -28,11 +31,11 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Collected, LengthLimitError, Limited};
 use tower::{Layer, Service};
 
-use super::compile::{Accepted, OperationCheck, Validators, no_body_expected};
+use super::compile::{Accepted, OperationCheck, Validators, has_content_type, no_body_expected};
 use crate::auth::Principal;
 use crate::body::{Body, BoxError, empty, full};
 use crate::error::Error;
-use crate::routes::Operation;
+use crate::routes::{Operation, PathParams};
 
 /// Validates request bodies against the matched operation.
 #[derive(Debug, Clone)]
@@ -167,6 +170,12 @@ fn begin(v: &Validators, req: Request<Body>) -> Result<Begin, BoxError> {
     let Some(op) = req.extensions().get::<Arc<Operation>>().cloned() else {
         return Err(Error::Internal("body validation without a matched operation".into()).into());
     };
+    v.check_params(
+        &op,
+        req.uri(),
+        req.headers(),
+        req.extensions().get::<PathParams>(),
+    )?;
     let declared = content_length(req.headers());
     let Some(check) = v.operation(&op).cloned() else {
         // No body declared: only an empty one passes.
@@ -177,6 +186,11 @@ fn begin(v: &Validators, req: Request<Body>) -> Result<Begin, BoxError> {
             None => Ok(Begin::Read(Read { req, check: None })),
         };
     };
+    let empty = declared == Some(0) || (declared.is_none() && req.body().is_end_stream());
+    if empty && !has_content_type(req.headers()) {
+        check.absent()?;
+        return Ok(Begin::Forward(req));
+    }
     let accepted = check.media(req.headers())?;
     if declared.is_some_and(|n| n > check.limit()) {
         return Err(Error::PayloadTooLarge {

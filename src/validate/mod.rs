@@ -1,13 +1,19 @@
-//! Request body validation against the matched operation's schema, JSON
-//! Patch aware.
+//! Request validation against the matched operation: parameters, and the
+//! body by media type, JSON Patch aware.
 //!
-//! A body the upstream would misread never reaches it. The schemas come from
-//! the loaded OpenAPI documents (OpenAPI 3.0 dialect, see `dialect.rs`) and
-//! are compiled once at start into [`Validators`]; [`ValidateBodyLayer`]
-//! applies them per request. Refused, nothing forwarded:
+//! A request the upstream would misread never reaches it. The schemas come
+//! from the loaded OpenAPI documents (OpenAPI 3.0 as draft 4 with its
+//! extensions, 3.1 as JSON Schema 2020-12; see `dialect.rs`) and are
+//! compiled once at start into [`Validators`]; [`ValidateBodyLayer`] applies
+//! them per request. Bodies of media types the gateway does not parse
+//! (multipart, XML, octet-stream, …) and of operations in `validation.skip`
+//! pass within the size limit, unvalidated ([`Validators::unvalidated`]).
+//! Refused, nothing forwarded:
 //!
 //! | what | status |
 //! |---|---|
+//! | a path, query or header parameter missing or not matching its schema (see `params.rs`) | 400: `query.status: must be one of …` |
+//! | a form field not matching its schema (see `form.rs`) | 400: `/age: expected integer, got string` |
 //! | media type not declared by the operation (or a `Content-Encoding`) | 415, listing the accepted ones |
 //! | body over the operation's limit (`[validation] max_body_bytes`, `body_limits`) | 413 |
 //! | invalid UTF-8, a BOM, duplicate keys, nesting too deep, trailing data, bad JSON | 400 |
@@ -46,6 +52,7 @@
 //!     path_params: vec![],
 //!     document: 0,
 //!     index: 0,
+//!     ..Default::default()
 //! });
 //! let validators = Validators::compile(
 //!     [&op], |_| Some(&doc), &ValidationSection::default(), "simgate.toml".as_ref(),
@@ -63,17 +70,20 @@
 pub mod config;
 
 mod check;
+mod coerce;
 mod compile;
 mod dialect;
+mod form;
 mod json;
 mod layer;
 mod media;
+mod params;
 mod patch;
 mod report;
 mod store;
 mod strip;
 
-pub use compile::{Accepted, OperationCheck, Validators};
+pub use compile::{Accepted, OperationCheck, Unvalidated, Validators};
 pub use layer::{ValidateBody, ValidateBodyLayer};
 
 #[cfg(test)]

@@ -63,6 +63,21 @@ pub(crate) fn tokens(e: &ValidationError<'_>) -> Vec<String> {
         .collect()
 }
 
+/// The messages of one error: usually one, [`message`]; a discriminated
+/// `oneOf` (see `dialect.rs`) that failed reports its chosen branch's own
+/// violations instead of "matches none".
+pub(crate) fn messages(prefix: &str, e: &ValidationError<'_>) -> Vec<String> {
+    if let ValidationErrorKind::AnyOf { context } = e.kind()
+        && let [first, second] = context.as_slice()
+        && let [not] = first.as_slice()
+        && matches!(not.kind(), ValidationErrorKind::Not { .. })
+        && !second.is_empty()
+    {
+        return second.iter().flat_map(|b| messages(prefix, b)).collect();
+    }
+    vec![message(prefix, e)]
+}
+
 /// `<prefix><instance path>: <reason>`.
 pub(crate) fn message(prefix: &str, e: &ValidationError<'_>) -> String {
     let mut at = prefix.to_owned();
@@ -87,13 +102,43 @@ fn reason(e: &ValidationError<'_>) -> String {
         ValidationErrorKind::Constant { .. } => "is not the allowed constant".into(),
         ValidationErrorKind::Custom { message, .. } => message.clone(),
         ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } => {
+            // `nullable` wraps a oneOf as anyOf [null, oneOf]: say what the
+            // oneOf says.
+            let inner = context.iter().find_map(|branch| match branch.as_slice() {
+                [one]
+                    if matches!(one.kind(), ValidationErrorKind::OneOfMultipleValid { .. })
+                        && one.instance_path() == e.instance_path() =>
+                {
+                    Some(reason(one))
+                }
+                _ => None,
+            });
+            if let Some(inner) = inner {
+                return inner;
+            }
             branch_types(context, e.instance_path()).map_or_else(
                 || "matches none of the allowed shapes".into(),
                 |expected| format!("expected {expected}, got {got}"),
             )
         }
-        ValidationErrorKind::OneOfMultipleValid { .. } => {
-            "matches more than one of the allowed shapes".into()
+        ValidationErrorKind::OneOfMultipleValid { context } => {
+            let valid: Vec<String> = context
+                .iter()
+                .enumerate()
+                .filter(|(_, errors)| errors.is_empty())
+                .map(|(i, _)| format!("#{}", i + 1))
+                .collect();
+            format!(
+                "matches {} of the {} allowed shapes ({}) but must match exactly one",
+                if valid.len() == 2 {
+                    "two".to_owned()
+                } else {
+                    valid.len().to_string()
+                },
+                context.len(),
+                alternatives(&valid.iter().map(String::as_str).collect::<Vec<_>>())
+                    .replace(" or ", " and ")
+            )
         }
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             format!("unknown fields {}", quoted(unexpected))
@@ -246,6 +291,16 @@ mod tests {
             let got: Vec<String> = v.iter_errors(&instance).map(|e| message("", &e)).collect();
             assert_eq!(got, vec![want.to_owned()], "{schema}");
         }
+        // A value valid under two branches of a oneOf says so.
+        let v = jsonschema::draft4::new(
+            &json!({"oneOf": [{"type": "integer"}, {"minimum": 0}, {"type": "string"}]}),
+        )
+        .unwrap();
+        let got: Vec<String> = v.iter_errors(&json!(3)).map(|e| message("", &e)).collect();
+        assert_eq!(
+            got,
+            ["body: matches two of the 3 allowed shapes (#1 and #2) but must match exactly one"]
+        );
         // Values never appear in messages.
         let got = messages(
             json!({"properties": {"p": {"maxLength": 2}}}),

@@ -17,7 +17,7 @@ use jsonschema::paths::Location;
 use jsonschema::{Keyword, ValidationError, Validator, ValidatorMap};
 use serde_json::{Map, Value};
 
-use super::dialect::{self, READ_ONLY};
+use super::dialect::{self, Dialect, READ_ONLY};
 use super::report::{READ_ONLY_REASON, push_token};
 
 /// Most schemas visited when flattening or searching one location (the
@@ -29,6 +29,7 @@ const MAX_VISITS: usize = 4096;
 pub(crate) struct SchemaDoc {
     doc: Value,
     inline: Vec<Value>,
+    dialect: Dialect,
 }
 
 /// A document's converted schemas and their compiled validators.
@@ -70,13 +71,14 @@ struct Flat<'a> {
 impl SchemaDoc {
     /// Converts the document's `components/schemas`.
     pub(crate) fn new(openapi: &Value) -> Result<SchemaDoc, String> {
+        let dialect = Dialect::of(openapi);
         let mut schemas = Map::new();
         if let Some(all) = openapi
             .pointer("/components/schemas")
             .and_then(Value::as_object)
         {
             for (name, schema) in all {
-                let converted = dialect::convert(schema)
+                let converted = dialect::convert(schema, dialect)
                     .map_err(|e| format!("components/schemas/{name}{e}"))?;
                 schemas.insert(name.clone(), converted);
             }
@@ -88,12 +90,13 @@ impl SchemaDoc {
         Ok(SchemaDoc {
             doc: Value::Object(doc),
             inline: Vec::new(),
+            dialect,
         })
     }
 
     /// Adds an inline schema of the document; returns its location.
     pub(crate) fn include(&mut self, schema: &Value) -> Result<String, String> {
-        let converted = dialect::convert(schema)?;
+        let converted = dialect::convert(schema, self.dialect)?;
         if let Some(i) = self.inline.iter().position(|s| s == &converted) {
             return Ok(format!("#/x-simgate/{i}"));
         }
@@ -106,7 +109,11 @@ impl SchemaDoc {
         if let Value::Object(doc) = &mut self.doc {
             doc.insert("x-simgate".into(), Value::Array(self.inline.clone()));
         }
-        let map = jsonschema::draft4::options()
+        let options = match self.dialect {
+            Dialect::OpenApi30 => jsonschema::draft4::options(),
+            Dialect::OpenApi31 => jsonschema::draft202012::options(),
+        };
+        let map = options
             .should_validate_formats(true)
             .with_keyword(READ_ONLY, read_only_keyword)
             .build_map(&self.doc)
@@ -300,7 +307,70 @@ impl SchemaDoc {
     }
 }
 
+/// What a schema expects, as far as turning text into JSON needs to know:
+/// see [`Store::shape`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// The JSON types it (or a schema it refers to) names; empty when
+    /// unconstrained.
+    pub(crate) types: Vec<String>,
+    /// The location of the item schema of an array.
+    pub(crate) items: Option<String>,
+    /// The locations of the declared properties of an object.
+    pub(crate) properties: Vec<(String, String)>,
+}
+
+impl Shape {
+    /// Whether it names this type.
+    pub(crate) fn is(&self, t: &str) -> bool {
+        self.types.iter().any(|x| x == t)
+    }
+}
+
+impl SchemaDoc {
+    /// See [`Store::shape`].
+    fn shape(&self, loc: &str) -> Shape {
+        let mut out = Shape::default();
+        for f in self.flatten(&[(loc.to_owned(), true)]) {
+            match f.map.get("type") {
+                Some(Value::String(t)) => push_unique(&mut out.types, t),
+                Some(Value::Array(ts)) => {
+                    for t in ts.iter().filter_map(Value::as_str) {
+                        push_unique(&mut out.types, t);
+                    }
+                }
+                _ => {}
+            }
+            if out.items.is_none() && f.map.get("items").is_some_and(Value::is_object) {
+                out.items = Some(format!("{}/items", f.loc));
+            }
+            if let Some(props) = f.map.get("properties").and_then(Value::as_object) {
+                for name in props.keys() {
+                    if !out.properties.iter().any(|(n, _)| n == name) {
+                        let mut at = format!("{}/properties", f.loc);
+                        push_token(&mut at, name);
+                        out.properties.push((name.clone(), at));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn push_unique(v: &mut Vec<String>, t: &str) {
+    if !v.iter().any(|x| x == t) {
+        v.push(t.to_owned());
+    }
+}
+
 impl Store {
+    /// The types, item schema and properties the schema at `loc` declares,
+    /// through `$ref`, `allOf`, `oneOf` and `anyOf`.
+    pub(crate) fn shape(&self, loc: &str) -> Shape {
+        self.schemas.shape(loc)
+    }
+
     /// The compiled validator of a location.
     pub(crate) fn validator(&self, loc: &str) -> Option<&Validator> {
         self.map.get(&canonical(loc))

@@ -44,6 +44,7 @@ documents = [
 
 [authz]
 policy = "{repo}/config/policy.toml"
+scope_match = "any"
 "#,
         auth = auth_section()
     )

@@ -6,5 +6,6 @@
 
 pub mod gateway;
 pub mod http;
+pub mod redis;
 pub mod tokens;
 pub mod upstream;
