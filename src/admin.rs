@@ -9,6 +9,7 @@
 //! | `GET /metrics` | the Prometheus scrape ([`crate::metrics`]), text format 0.0.4 |
 //! | `GET /healthz` | `200 {"status":"ok"}` while the process runs |
 //! | `GET /readyz` | `200 {"status":"ready"}`, or 503 naming the first failing readiness check |
+//! | `POST /reload` | reloads the configuration ([`crate::reload`]): 200 with the new generation, 400 with the error |
 //!
 //! Other paths are 404 and other methods on a known path 405 (with
 //! `Allow`), both as JSON. Nothing here is authenticated: bind it to
@@ -194,7 +195,7 @@ pub async fn start_configured(
         return Ok(None);
     };
     let server = start(addr, gateway.admin()).await?;
-    tracing::info!(addr = %server.local_addr(), "admin listening (/metrics, /healthz, /readyz)");
+    tracing::info!(addr = %server.local_addr(), "admin listening (/metrics, /healthz, /readyz, POST /reload)");
     Ok(Some(server))
 }
 

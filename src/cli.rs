@@ -58,9 +58,10 @@ pub enum Command {
         #[arg(long, default_value = "12m", value_parser = humantime::parse_duration)]
         token_ttl: std::time::Duration,
     },
-    /// Validate a config file (exit 0 when valid, 1 when not) and print the
-    /// effective access matrix (operations × roles), warning about
-    /// operations no role can call.
+    /// Validate a config file and every file it names (exit 0 when valid, 1
+    /// when not) and print the effective access matrix (operations × roles),
+    /// warning about operations no role can call. Creates no file and starts
+    /// nothing.
     Check {
         /// The TOML config file.
         #[arg(long, short, default_value = "config/simgate.toml")]
@@ -203,9 +204,9 @@ fn upstream(
 
 fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
     use std::io::Write;
-    let config = Config::load(&path)?;
-    let gateway = crate::stack::Gateway::from_config(config)?;
-    let matrix = match (gateway.operations(), gateway.policy()) {
+    // Validation only: reads the files, creates none, starts nothing.
+    let generation = crate::generation::Generation::load(&path)?;
+    let matrix = match (generation.operations(), generation.policy()) {
         (Some(table), Some(policy)) => Some(crate::authz::AccessMatrix::new(table, policy)),
         _ => None,
     };
@@ -217,8 +218,8 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
             );
         }
     }
-    let store = store_status(gateway.config())?;
-    let unvalidated = gateway
+    let store = store_status(generation.config())?;
+    let unvalidated = generation
         .validators()
         .map(|v| v.unvalidated().to_vec())
         .unwrap_or_default();
@@ -242,7 +243,7 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
         writeln!(out, "{value:#}")?;
         return Ok(());
     }
-    writeln!(out, "{}: ok", gateway.config().path.display())?;
+    writeln!(out, "{}: ok", generation.config().path.display())?;
     writeln!(out, "{store}")?;
     match &matrix {
         Some(m) => write!(out, "\nAccess matrix:\n{m}")?,
@@ -265,7 +266,7 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
     write!(
         out,
         "\nUpstream credential per role:\n{}",
-        crate::credentials::describe(&gateway.config().upstream.credentials, roles)
+        crate::credentials::describe(&generation.config().upstream.credentials, roles)
     )?;
     Ok(())
 }

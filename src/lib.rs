@@ -7,6 +7,11 @@
 //! mutation, and finally the proxy to the upstream. Every failure is a typed
 //! [`error::Error`] that [`rescue`] turns into an HTTP response in the API's
 //! own documented error shapes.
+//!
+//! Configuration is a value and starting it is a step: a [`generation`] is
+//! the config file and every file it names, validated, with nothing
+//! started; [`stack::Gateway`] starts one, and [`reload`] swaps in the
+//! next without dropping a request.
 
 pub mod access_log;
 pub mod admin;
@@ -20,6 +25,7 @@ pub mod cors;
 pub mod credentials;
 pub mod demo;
 pub mod error;
+pub mod generation;
 pub mod health;
 pub mod limits;
 pub mod metrics;
@@ -27,6 +33,7 @@ pub mod net;
 pub mod proxy;
 pub mod rate_limit;
 pub mod record;
+pub mod reload;
 pub mod request_head;
 pub mod request_id;
 pub mod rescue;
@@ -35,6 +42,7 @@ mod runtime;
 pub mod server;
 pub mod stack;
 pub mod telemetry;
+pub(crate) mod tls;
 pub mod trace_context;
 pub mod upstream;
 pub mod validate;

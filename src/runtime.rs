@@ -16,8 +16,8 @@
 //! state (token cache, rate limits, audit trail, upstream pool).
 //!
 //! In `per-core`, a small control runtime on the main thread builds the
-//! gateway, runs its background tasks (rate-limit eviction) and the admin
-//! listener (`[admin]`, metrics and health for operators), waits for
+//! gateway, runs its background tasks (rate-limit eviction, JWKS polling,
+//! reloads on SIGHUP) and the admin listener (`[admin]`, metrics and health for operators), waits for
 //! SIGINT/SIGTERM and then stops every worker with the usual grace period.
 //! A worker that cannot start (its listener, its TLS set-up) stops them all
 //! and `serve` returns that error.
@@ -59,6 +59,8 @@ fn work_stealing(config: Config, workers: NonZeroUsize) -> Result<(), BoxError> 
         .build()?;
     runtime.block_on(async move {
         let gateway = Gateway::from_config(config)?;
+        // Before the listener opens: a SIGHUP from then on reloads.
+        tokio::spawn(crate::reload::on_sighup(gateway.clone())?);
         let admin = crate::admin::start_configured(&gateway).await?;
         let running = crate::server::start(gateway).await?;
         tracing::info!(
@@ -87,7 +89,11 @@ fn per_core(config: Config, workers: NonZeroUsize) -> Result<(), BoxError> {
     // runs them while the main thread waits for the shutdown signal below.
     let gateway = {
         let _on_control = control.enter();
-        Gateway::from_config(config)?
+        let gateway = Gateway::from_config(config)?;
+        // Reloads run on the control runtime too; the handler is installed
+        // before the listeners open, so a SIGHUP from then on reloads.
+        control.spawn(crate::reload::on_sighup(gateway.clone())?);
+        gateway
     };
     // The admin listener (when configured) also runs on the control runtime.
     let admin = control.block_on(crate::admin::start_configured(&gateway))?;

@@ -19,7 +19,6 @@ mod preface;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -38,8 +37,8 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::body::{Body, BoxError, boxed};
-use crate::config::{Config, LimitsConfig};
-use crate::error::{ConfigError, Error};
+use crate::config::LimitsConfig;
+use crate::error::Error;
 use crate::net::{PeerAddr, Tls};
 use crate::stack::Gateway;
 
@@ -90,10 +89,8 @@ pub async fn start(gateway: Gateway) -> Result<Running, BoxError> {
 /// Serves the gateway on an already bound listener.
 pub fn start_on(listener: TcpListener, gateway: Gateway) -> Result<Running, BoxError> {
     let addr = listener.local_addr()?;
-    let tls = match &gateway.config().server.tls {
-        Some((cert, key)) => Some(tls_acceptor(gateway.config(), cert, key)?),
-        None => None,
-    };
+    // The certificate is the current generation's, swapped by reloads.
+    let tls = gateway.tls_acceptor()?;
     let (stop, stopped) = watch::channel(false);
     let done = tokio::spawn(accept_loop(listener, tls, gateway, stopped));
     Ok(Running { addr, stop, done })
@@ -368,45 +365,6 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const MAX_PENDING_RESETS: usize = 20;
 /// Streams we may reset for the peer's protocol errors before GOAWAY.
 const MAX_LOCAL_ERROR_RESETS: usize = 256;
-
-fn tls_acceptor(config: &Config, cert: &Path, key: &Path) -> Result<TlsAcceptor, ConfigError> {
-    let read = |p: &Path, key: &str| {
-        std::fs::read(p)
-            .map_err(|e| ConfigError::at(&config.path, key, format!("{}: {e}", p.display())))
-    };
-    let certs = pem::parse_many(read(cert, "server.tls_cert")?)
-        .map_err(|e| ConfigError::at(&config.path, "server.tls_cert", e))?
-        .into_iter()
-        .filter(|p| p.tag() == "CERTIFICATE")
-        .map(|p| rustls::pki_types::CertificateDer::from(p.into_contents()))
-        .collect::<Vec<_>>();
-    let key_pem = pem::parse(read(key, "server.tls_key")?)
-        .map_err(|e| ConfigError::at(&config.path, "server.tls_key", e))?;
-    let key = match key_pem.tag() {
-        "PRIVATE KEY" => rustls::pki_types::PrivateKeyDer::Pkcs8(key_pem.into_contents().into()),
-        "RSA PRIVATE KEY" => {
-            rustls::pki_types::PrivateKeyDer::Pkcs1(key_pem.into_contents().into())
-        }
-        "EC PRIVATE KEY" => rustls::pki_types::PrivateKeyDer::Sec1(key_pem.into_contents().into()),
-        other => {
-            return Err(ConfigError::at(
-                &config.path,
-                "server.tls_key",
-                format!("unsupported PEM block {other:?}"),
-            ));
-        }
-    };
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| ConfigError::at(&config.path, "server.tls_cert", e))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| ConfigError::at(&config.path, "server.tls_cert", e))?;
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(tls)))
-}
 
 /// Resolves when SIGINT or SIGTERM arrives.
 pub async fn shutdown_signal() {

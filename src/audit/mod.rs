@@ -187,8 +187,21 @@ impl Audit {
         let kind = match record.kind {
             record::Kind::Intent => "intent",
             record::Kind::Outcome => "outcome",
+            record::Kind::Reload => "reload",
         };
         timer.done(kind, result.is_ok());
+        result
+    }
+
+    /// Appends a reload record and waits until it is durable, counted like
+    /// [`Audit::append`] (kind `reload`).
+    pub async fn append_reload(
+        &self,
+        record: &record::ReloadRecord,
+    ) -> Result<Appended, AuditError> {
+        let timer = self.shared.metrics.audit_submitted();
+        let result = self.shared.log.append_reload(record).await;
+        timer.done("reload", result.is_ok());
         result
     }
 

@@ -32,6 +32,8 @@ pub enum Kind {
     Intent,
     /// What finally happened to the request.
     Outcome,
+    /// A configuration reload, applied or refused ([`ReloadRecord`]).
+    Reload,
 }
 
 /// What the gateway decided, or what happened upstream.
@@ -182,6 +184,44 @@ impl Record {
         }
         self
     }
+}
+
+/// A configuration reload, in the same chained trail as the requests:
+///
+/// ```text
+/// {"seq":9,"prev":"…","time":"…","kind":"reload","generation":3,
+///  "result":"applied","config":"/etc/simgate/simgate.toml",
+///  "sha256":"…","files":[{"path":"…","sha256":"…"},…],"error":null}
+/// ```
+///
+/// `generation` is the one serving afterwards (the new one when applied,
+/// the old one when refused). `sha256` digests the `files` list (each path
+/// and its digest, in order); key files and secrets are never listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadRecord {
+    /// Always [`Kind::Reload`].
+    pub kind: Kind,
+    /// The generation serving after this reload.
+    pub generation: u64,
+    /// `applied` or `refused`.
+    pub result: &'static str,
+    /// The config file.
+    pub config: String,
+    /// Digest of all `files`.
+    pub sha256: String,
+    /// The files read, each with its digest.
+    pub files: Vec<FileDigest>,
+    /// Why the reload was refused (names the file and the key).
+    pub error: Option<String>,
+}
+
+/// One file a reload read, and its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileDigest {
+    /// The file.
+    pub path: String,
+    /// Lowercase hex SHA-256 of its bytes (`null` when it could not be read).
+    pub sha256: Option<String>,
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 
 use super::chain::Link;
 use super::config::{AuditConfig, FlushPolicy};
-use super::record::Record;
+use super::record::{Record, ReloadRecord};
 use super::rotate::{self, Clock, Rotation, SystemClock, Tail, TailError};
 
 /// Most records written per sync under [`FlushPolicy::Batch`].
@@ -151,7 +151,25 @@ impl AuditLog {
         }
     }
 
-    fn submit(&self, record: &Record, reply: Option<Reply>) -> Result<(), AuditError> {
+    /// Queues a reload record and returns a future that resolves when it
+    /// is on stable storage (like [`AuditLog::append`]).
+    pub fn append_reload(
+        &self,
+        record: &ReloadRecord,
+    ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let queued = self.submit(record, Some(reply));
+        async move {
+            queued?;
+            rx.await.map_err(|_| AuditError::Closed)?
+        }
+    }
+
+    fn submit(
+        &self,
+        record: &impl serde::Serialize,
+        reply: Option<Reply>,
+    ) -> Result<(), AuditError> {
         let record =
             serde_json::to_string(record).map_err(|e| AuditError::Serialize(e.to_string()))?;
         self.tx

@@ -1,19 +1,26 @@
 //! The [`Authenticator`]: the configured issuers, their keys and the
 //! verified-token cache, turning a bearer token into a [`Principal`].
 //!
+//! An [`AuthPlan`] is `[auth]` validated with its JWKS files read (pure, so
+//! a reload can build and check one before using it);
+//! [`Authenticator::start`] turns it into a working authenticator, reusing
+//! what the replaced generation's authenticator had that is still valid.
+//!
 //! Order of work for a token: the cache (by hash); then the shape and header
 //! ([`verify::parse`]); the issuer chosen by the exact `iss`; the algorithm
 //! against that issuer's allow-list; the key by `kid` from the issuer's key
 //! set (an unknown `kid` of a URL issuer may trigger one refetch, see
 //! [`super::source`]); the signature; the claims; the principal.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use sha2::Digest;
 
 use super::Principal;
 use super::cache::{Entry, TokenHash, VerifiedCache};
 use super::clock::{Clock, SystemClock};
-use super::config::{AuthSection, IssuerConfig, JwksLocation};
+use super::config::{AuthConfig, AuthSection, IssuerConfig, JwksLocation};
 use super::jwks::{KeySet, VerifyingKey};
 use super::source::KeySource;
 use super::verify::{self, Reject};
@@ -25,7 +32,7 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct Authenticator {
     issuers: Vec<Issuer>,
-    cache: Option<VerifiedCache>,
+    cache: Option<Arc<VerifiedCache>>,
     clock: Arc<dyn Clock>,
     max_token_bytes: usize,
     metrics: Metrics,
@@ -36,11 +43,65 @@ pub struct Authenticator {
 struct Issuer {
     config: IssuerConfig,
     keys: Arc<KeySource>,
+    /// Identifies `config`: cached tokens of an issuer whose settings a
+    /// reload changed are dropped.
+    stamp: u64,
+}
+
+/// `[auth]` validated, with every `jwks_file` read and parsed: what a
+/// configuration generation holds. Building it touches nothing (no task,
+/// no fetch); [`Authenticator::start`] puts it to work.
+#[derive(Debug, Clone)]
+pub struct AuthPlan {
+    config: AuthConfig,
+    /// The keys of each issuer with a `jwks_file` (`None` for a URL).
+    file_keys: Vec<Option<Arc<KeySet>>>,
+    config_path: PathBuf,
+}
+
+impl AuthPlan {
+    /// Validates `[auth]` and reads its JWKS files; errors name the file
+    /// and the key.
+    pub fn load(
+        section: &AuthSection,
+        config_path: &Path,
+        base_dir: &Path,
+    ) -> Result<AuthPlan, ConfigError> {
+        let config = section.validate(config_path, base_dir)?;
+        let mut file_keys = Vec::with_capacity(config.issuers.len());
+        for ic in &config.issuers {
+            file_keys.push(match &ic.jwks {
+                JwksLocation::File(path) => Some(Arc::new(read_jwks(path).map_err(|why| {
+                    ConfigError::at(config_path, &format!("{}.jwks_file", ic.key), why)
+                })?)),
+                JwksLocation::Url(_) => None,
+            });
+        }
+        Ok(AuthPlan {
+            config,
+            file_keys,
+            config_path: config_path.to_path_buf(),
+        })
+    }
+
+    /// Whether no issuer is configured.
+    pub fn is_empty(&self) -> bool {
+        self.config.issuers.is_empty()
+    }
+
+    /// The JWKS files read.
+    pub fn jwks_files(&self) -> impl Iterator<Item = &Path> {
+        self.config.issuers.iter().filter_map(|i| match &i.jwks {
+            JwksLocation::File(p) => Some(p.as_path()),
+            JwksLocation::Url(_) => None,
+        })
+    }
 }
 
 impl Authenticator {
     /// Builds the authenticator from `[auth]` with the system clock. JWKS
-    /// files are read now; JWKS URLs are fetched in the background (when
+    /// files are read now (and polled when called inside a tokio runtime);
+    /// JWKS URLs are fetched in the background (when
     /// called inside a tokio runtime) and the issuer is not ready until
     /// its keys arrive.
     pub fn from_config(
@@ -85,27 +146,82 @@ impl Authenticator {
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> Result<Arc<Authenticator>, ConfigError> {
-        let config = section.validate(config_path, base_dir)?;
+        let plan = AuthPlan::load(section, config_path, base_dir)?;
+        Self::start(&plan, None, clock, metrics)
+    }
+
+    /// Puts `plan` to work: starts the polling of its JWKS files and the
+    /// refresh of its JWKS URLs (inside a tokio runtime). With `previous`
+    /// (the authenticator of the generation being replaced), a JWKS URL
+    /// with unchanged settings keeps its keys and refresh task, and the
+    /// verified-token cache is kept (if its size did not change) except for
+    /// the entries of issuers whose settings or keys changed.
+    pub fn start(
+        plan: &AuthPlan,
+        previous: Option<&Authenticator>,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> Result<Arc<Authenticator>, ConfigError> {
+        let config = &plan.config;
         let mut issuers = Vec::with_capacity(config.issuers.len());
-        for ic in config.issuers {
-            let keys = match &ic.jwks {
-                JwksLocation::File(path) => {
-                    let set = read_jwks(path).map_err(|why| {
-                        ConfigError::at(config_path, &format!("{}.jwks_file", ic.key), why)
-                    })?;
+        for (ic, file_keys) in config.issuers.iter().zip(&plan.file_keys) {
+            let keys = match (&ic.jwks, file_keys) {
+                (JwksLocation::File(path), Some(set)) => {
                     metrics.jwks_keys(&ic.issuer, set.len());
-                    Arc::new(KeySource::fixed(set))
+                    let source = Arc::new(KeySource::from_set(set.clone()));
+                    source.watch_file(path.clone(), config.jwks_file_poll);
+                    source
                 }
-                JwksLocation::Url(remote) => KeySource::start(&ic.issuer, remote, metrics.clone())
-                    .map_err(|why| {
-                        ConfigError::at(config_path, &format!("{}.jwks_url", ic.key), why)
-                    })?,
+                (JwksLocation::Url(remote), _) => {
+                    let kept = previous.and_then(|p| {
+                        p.issuers.iter().find_map(|i| match &i.config.jwks {
+                            JwksLocation::Url(r) if r == remote && i.config.issuer == ic.issuer => {
+                                Some(i.keys.clone())
+                            }
+                            _ => None,
+                        })
+                    });
+                    match kept {
+                        Some(source) => source,
+                        None => KeySource::start(&ic.issuer, remote, metrics.clone()).map_err(
+                            |why| {
+                                ConfigError::at(
+                                    &plan.config_path,
+                                    &format!("{}.jwks_url", ic.key),
+                                    why,
+                                )
+                            },
+                        )?,
+                    }
+                }
+                (JwksLocation::File(_), None) => {
+                    return Err(ConfigError::at(
+                        &plan.config_path,
+                        &format!("{}.jwks_file", ic.key),
+                        "keys not read",
+                    ));
+                }
             };
-            issuers.push(Issuer { config: ic, keys });
+            issuers.push(Issuer {
+                stamp: stamp(ic),
+                config: ic.clone(),
+                keys,
+            });
         }
+        let cache = match previous.and_then(|p| p.cache.as_ref()) {
+            Some(kept) if kept.capacity() == config.cache_size => {
+                kept.retain(|e| {
+                    issuers.get(e.issuer).is_some_and(|i| {
+                        i.stamp == e.stamp && i.keys.current().fingerprint() == &e.keys
+                    })
+                });
+                Some(kept.clone())
+            }
+            _ => VerifiedCache::new(config.cache_size).map(Arc::new),
+        };
         Ok(Arc::new(Authenticator {
             issuers,
-            cache: VerifiedCache::new(config.cache_size),
+            cache,
             clock,
             max_token_bytes: config.max_token_bytes,
             metrics,
@@ -142,6 +258,9 @@ impl Authenticator {
             .keys
             .select(parsed.kid.as_deref(), parsed.alg)
             .await?;
+        // The set the key came from (taken after `select`, which may have
+        // refetched): a later change of the set invalidates the entry.
+        let keys = *issuer.keys.current().fingerprint();
         key.verify(parsed.message.as_bytes(), parsed.signature, parsed.alg)?;
         let exp = verify::check_claims(&parsed.claims, &issuer.config, now)?;
         let principal = Arc::new(verify::principal(&parsed.claims, &issuer.config)?);
@@ -153,6 +272,8 @@ impl Authenticator {
                 Entry {
                     principal: principal.clone(),
                     issuer: index,
+                    stamp: issuer.stamp,
+                    keys,
                     key: key.fingerprint,
                     exp,
                 },
@@ -161,13 +282,14 @@ impl Authenticator {
         Ok(principal)
     }
 
-    /// The cache entry of `hash`, if still valid at `now` and its key is
-    /// still trusted.
+    /// The cache entry of `hash`, if still valid at `now` and its issuer's
+    /// settings and key set are the ones it was verified with.
     fn cached(&self, hash: &TokenHash, now: i64) -> Option<Entry> {
         self.cache.as_ref()?.get(hash, now, |e| {
-            self.issuers
-                .get(e.issuer)
-                .is_some_and(|i| i.keys.current().contains(&e.key))
+            self.issuers.get(e.issuer).is_some_and(|i| {
+                let keys = i.keys.current();
+                i.stamp == e.stamp && keys.fingerprint() == &e.keys && keys.contains(&e.key)
+            })
         })
     }
 
@@ -206,6 +328,14 @@ fn read_jwks(path: &Path) -> Result<KeySet, String> {
         return Err(format!("{}: no usable signature keys", path.display()));
     }
     Ok(set)
+}
+
+/// Identifies an issuer's settings (every field, the keys' location too).
+fn stamp(config: &IssuerConfig) -> u64 {
+    let digest = sha2::Sha256::digest(format!("{config:?}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// `/readyz` is not ready until every issuer has keys.

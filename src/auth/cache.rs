@@ -6,8 +6,12 @@
 //! holds a token. An entry is used only while the clock is before the
 //! token's `exp` (leeway is not extended by the cache: past `exp` the token
 //! is verified in full again, which refuses it once the leeway is gone),
-//! and only while the key that verified it is still in its issuer's key
-//! set, so a key removed by rotation stops working for cached tokens too.
+//! and only while its issuer's key set and settings are the ones it was
+//! verified with: a key rotation (of a JWKS URL, a polled `jwks_file` or a
+//! reload) or a reload that changes the issuer's settings drops the
+//! issuer's entries, so a removed key stops working for cached tokens too.
+//! The cache outlives a reload ([`crate::reload`]); the entries of issuers
+//! that did not change stay.
 
 use std::sync::Arc;
 
@@ -23,6 +27,12 @@ pub struct Entry {
     pub principal: Arc<Principal>,
     /// Index of the issuer that verified it.
     pub issuer: usize,
+    /// That issuer's settings (see `Authenticator`): a reload that changes
+    /// them invalidates the entry.
+    pub stamp: u64,
+    /// The fingerprint of the issuer's whole key set when it was verified
+    /// ([`crate::auth::jwks::KeySet::fingerprint`]).
+    pub keys: [u8; 32],
     /// Fingerprint of the key that verified it.
     pub key: [u8; 32],
     /// The token's `exp`: the entry is not used at or after it.
@@ -36,15 +46,22 @@ pub type TokenHash = [u8; 32];
 #[derive(Debug)]
 pub struct VerifiedCache {
     entries: Cache<TokenHash, Entry>,
+    size: u64,
 }
 
 impl VerifiedCache {
     /// A cache of at most `size` entries; `None` when `size` is 0.
     pub fn new(size: u64) -> Option<Self> {
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        (size > 0).then(|| VerifiedCache {
-            entries: Cache::new(size),
+        let items = usize::try_from(size).unwrap_or(usize::MAX);
+        (items > 0).then(|| VerifiedCache {
+            entries: Cache::new(items),
+            size,
         })
+    }
+
+    /// The configured size (`[auth] cache_size`).
+    pub fn capacity(&self) -> u64 {
+        self.size
     }
 
     /// The cache key of `token`.
@@ -74,6 +91,11 @@ impl VerifiedCache {
         self.entries.insert(hash, entry);
     }
 
+    /// Keeps only the entries `keep` approves (after a reload).
+    pub fn retain(&self, keep: impl Fn(&Entry) -> bool) {
+        self.entries.retain(|_, e| keep(e));
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -100,6 +122,8 @@ mod tests {
                 token_id: None,
             }),
             issuer: 0,
+            stamp: 0,
+            keys: [0; 32],
             key: [1; 32],
             exp,
         }
@@ -123,6 +147,23 @@ mod tests {
         c.insert(h, entry(100));
         assert!(c.get(&h, 0, |e| e.key == [2; 32]).is_none());
         assert!(c.get(&h, 0, |_| true).is_none());
+    }
+
+    #[test]
+    fn retain_keeps_only_approved_entries() {
+        let c = VerifiedCache::new(10).unwrap();
+        let (a, b) = (VerifiedCache::hash("a"), VerifiedCache::hash("b"));
+        c.insert(a, entry(100));
+        c.insert(
+            b,
+            Entry {
+                stamp: 7,
+                ..entry(100)
+            },
+        );
+        c.retain(|e| e.stamp == 7);
+        assert!(c.get(&a, 0, |_| true).is_none());
+        assert!(c.get(&b, 0, |_| true).is_some());
     }
 
     #[test]

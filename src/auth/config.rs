@@ -4,6 +4,7 @@
 //! [auth]
 //! cache_size = 10000                 # verified tokens remembered (0: no cache)
 //! max_token_bytes = 8192             # longer bearer tokens are refused
+//! jwks_file_poll = "5s"              # how often jwks_file issuers' files are re-read ("0s": never)
 //!
 //! [auth.claims]                      # where the principal comes from (defaults shown)
 //! roles = "authorities"              # array of strings (or space-separated string)
@@ -53,6 +54,9 @@ pub struct AuthSection {
     pub cache_size: Option<u64>,
     /// Longest bearer token accepted, in bytes (default 8192).
     pub max_token_bytes: Option<usize>,
+    /// How often every `jwks_file` is re-read for changed keys (default
+    /// 5s; `0s` turns polling off).
+    pub jwks_file_poll: Option<String>,
 }
 
 /// `[[auth.issuers]]`: one trusted token issuer.
@@ -107,6 +111,8 @@ pub struct AuthConfig {
     pub cache_size: u64,
     /// Longest bearer token accepted, in bytes.
     pub max_token_bytes: usize,
+    /// Interval of the `jwks_file` polling (zero: off).
+    pub jwks_file_poll: Duration,
 }
 
 /// One validated issuer.
@@ -131,14 +137,14 @@ pub struct IssuerConfig {
 /// Where an issuer's keys come from.
 #[derive(Debug, Clone)]
 pub enum JwksLocation {
-    /// A file, read once at start-up.
+    /// A file, read when the config is loaded and then polled for changes.
     File(PathBuf),
     /// A URL, fetched at start and refreshed.
     Url(JwksRemote),
 }
 
 /// A JWKS URL and its refresh settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwksRemote {
     /// The URL.
     pub url: Uri,
@@ -181,6 +187,8 @@ pub const MAX_LEEWAY: u64 = 300;
 pub const DEFAULT_LEEWAY: u64 = 30;
 /// Default verified-token cache size.
 pub const DEFAULT_CACHE_SIZE: u64 = 10_000;
+/// Default interval of the `jwks_file` polling.
+pub const DEFAULT_JWKS_FILE_POLL: Duration = Duration::from_secs(5);
 /// Default longest bearer token, in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 
@@ -209,10 +217,17 @@ impl AuthSection {
                 "must be between 256 and 65536",
             ));
         }
+        let jwks_file_poll = duration(
+            self.jwks_file_poll.as_deref(),
+            DEFAULT_JWKS_FILE_POLL,
+            file,
+            "auth.jwks_file_poll",
+        )?;
         Ok(AuthConfig {
             issuers,
             cache_size: self.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
             max_token_bytes,
+            jwks_file_poll,
         })
     }
 }

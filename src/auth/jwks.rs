@@ -95,6 +95,8 @@ impl VerifyingKey {
 pub struct KeySet {
     keys: Vec<Arc<VerifyingKey>>,
     skipped: Vec<String>,
+    /// See [`KeySet::fingerprint`].
+    fingerprint: [u8; 32],
 }
 
 #[derive(Deserialize)]
@@ -123,6 +125,13 @@ impl KeySet {
                 Err(why) => set.skipped.push(format!("key {i}: {why}")),
             }
         }
+        let mut h = Sha256::new();
+        for k in &set.keys {
+            h.update(k.kid.as_deref().unwrap_or("").as_bytes());
+            h.update([0]);
+            h.update(k.fingerprint);
+        }
+        set.fingerprint = h.finalize().into();
         Ok(set)
     }
 
@@ -149,6 +158,13 @@ impl KeySet {
                 .iter()
                 .zip(&other.keys)
                 .all(|(a, b)| a.kid == b.kid && a.fingerprint == b.fingerprint)
+    }
+
+    /// Identifies the whole set (its keys' `kid`s and material, in order):
+    /// equal for sets with [`KeySet::same_keys`], so a verified token can be
+    /// tied to the key set it was verified against.
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint
     }
 
     /// Whether a key with this fingerprint is in the set.

@@ -25,7 +25,7 @@ mod principal;
 pub mod source;
 pub mod verify;
 
-pub use authenticator::{Authenticator, IssuersHaveKeys};
+pub use authenticator::{AuthPlan, Authenticator, IssuersHaveKeys};
 pub use config::AuthSection;
 pub use layer::{Authenticate, AuthenticateLayer};
 pub use principal::Principal;

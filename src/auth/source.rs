@@ -1,5 +1,11 @@
-//! Where an issuer's keys come from: a JWKS file read at start-up, or a
-//! JWKS URL fetched and refreshed in the background.
+//! Where an issuer's keys come from: a JWKS file, read when the config is
+//! loaded and then polled for changes, or a JWKS URL fetched and refreshed
+//! in the background.
+//!
+//! For a file, a background task re-reads it every `[auth] jwks_file_poll`
+//! and swaps in its keys when they change, so rotating a local key file
+//! needs no reload; a file that cannot be read or holds no usable key
+//! leaves the last good keys in use (with a warning).
 //!
 //! For a URL, one background task per issuer owns every fetch:
 //! - at start (simgate starts even when the IdP is down; the issuer is then
@@ -20,6 +26,7 @@
 
 use crate::metrics::Metrics;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -32,6 +39,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::Algorithm;
+use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -98,6 +106,28 @@ impl KeySource {
             current: ArcSwap::from_pointee(set),
             remote: None,
         }
+    }
+
+    /// Keys read from a JWKS file; see [`KeySource::watch_file`].
+    pub fn from_set(set: Arc<KeySet>) -> Self {
+        KeySource {
+            current: ArcSwap::new(set),
+            remote: None,
+        }
+    }
+
+    /// Re-reads `path` every `every` and swaps in its keys when they change,
+    /// until this source is dropped. Returns `false` (and does nothing)
+    /// outside a tokio runtime or when `every` is zero.
+    pub fn watch_file(self: &Arc<Self>, path: PathBuf, every: Duration) -> bool {
+        if every.is_zero() {
+            return false;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        rt.spawn(poll_file(Arc::downgrade(self), path, every));
+        true
     }
 
     /// Keys fetched from `remote.url` over HTTPS. The background task runs
@@ -270,6 +300,53 @@ async fn refresh(source: Weak<KeySource>, wake: Arc<Notify>, fetcher: Arc<dyn Fe
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = wake.notified() => {}
+        }
+    }
+}
+
+/// The polling task of one JWKS file; ends when its source is dropped.
+async fn poll_file(source: Weak<KeySource>, path: PathBuf, every: Duration) {
+    let mut last_seen: Option<[u8; 32]> = None;
+    let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(src) = source.upgrade() else {
+            return;
+        };
+        let read = tokio::fs::read(&path).await;
+        let outcome = read
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|bytes| {
+                let digest: [u8; 32] = Sha256::digest(&bytes).into();
+                if last_seen == Some(digest) {
+                    return Ok(None);
+                }
+                last_seen = Some(digest);
+                let set = KeySet::parse(&bytes)?;
+                if set.is_empty() {
+                    return Err("no usable signature keys".into());
+                }
+                Ok(Some(set))
+            });
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(set)) => {
+                for why in set.skipped() {
+                    tracing::warn!(file = %path.display(), "JWKS key skipped: {why}");
+                }
+                if !src.current.load().same_keys(&set) {
+                    let keys = set.len();
+                    src.current.store(Arc::new(set));
+                    tracing::info!(file = %path.display(), keys, "JWKS file changed: keys updated");
+                }
+            }
+            Err(why) => tracing::warn!(
+                file = %path.display(),
+                error = %why,
+                keys = src.current.load().len(),
+                "JWKS file unusable; keeping the last good keys"
+            ),
         }
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! Every problem is an `Err` naming the file and the key; nothing panics.
 //! Relative paths inside a file are resolved against the file's folder.
+//! Loading a config reads the file and nothing else; the files it names
+//! are read by [`crate::generation::Generation`], which completes it into
+//! the runtime configuration. [`restart_required`] names the keys a reload
+//! cannot change.
 
 pub mod file;
 
@@ -31,7 +35,7 @@ pub struct Config {
     /// `[admin]`
     pub admin: AdminConfig,
     /// The raw sections of the other concerns; each concern validates its own
-    /// when it is built (see [`crate::stack::Gateway::from_config`]).
+    /// (see [`crate::generation::Generation::build`]).
     pub sections: Sections,
 }
 
@@ -217,6 +221,51 @@ impl Config {
     pub fn resolve(&self, relative: impl AsRef<Path>) -> PathBuf {
         resolve(&self.base_dir, relative.as_ref())
     }
+}
+
+/// The keys that differ between `old` and `new` and cannot change while
+/// simgate runs: the listener (address, mode, TLS on or off, connection
+/// limits, shutdown grace, runtime model and workers), the admin listener
+/// and logging. (`[audit]` keys are compared by
+/// [`crate::generation::Generation::restart_required`].)
+pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let (a, b) = (&old.server, &new.server);
+    if a.listen != b.listen {
+        keys.push("server.listen");
+    }
+    if a.mode != b.mode {
+        keys.push("server.mode");
+    }
+    if a.tls.is_some() != b.tls.is_some() {
+        keys.push("server.tls_cert");
+    }
+    if a.shutdown_grace != b.shutdown_grace {
+        keys.push("server.shutdown_grace");
+    }
+    if a.runtime != b.runtime {
+        keys.push("server.runtime");
+    }
+    if a.workers != b.workers {
+        keys.push("server.workers");
+    }
+    if old.admin.listen != new.admin.listen {
+        keys.push("admin.listen");
+    }
+    let (a, b) = (&old.limits, &new.limits);
+    if a.max_header_bytes != b.max_header_bytes {
+        keys.push("limits.max_header_bytes");
+    }
+    if a.header_read_timeout != b.header_read_timeout {
+        keys.push("limits.header_read_timeout");
+    }
+    if old.log.format != new.log.format {
+        keys.push("log.format");
+    }
+    if old.log.level != new.log.level {
+        keys.push("log.level");
+    }
+    keys
 }
 
 /// Resolves `p` against `base` unless it is absolute.
@@ -491,6 +540,23 @@ mod tests {
         assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
         assert_eq!(c.upstream.authorization, UpstreamAuthorization::Strip);
         assert_eq!(c.resolve("x.json"), PathBuf::from("/etc/simgate/x.json"));
+    }
+
+    #[test]
+    fn restart_only_keys_are_named() {
+        let base = "[server]\nlisten = \"127.0.0.1:9\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\n";
+        let a = parse(base).unwrap();
+        let same = parse(&base.replace("127.0.0.1:1", "127.0.0.1:2")).unwrap();
+        assert!(restart_required(&a, &same).is_empty());
+        let b = parse(&format!(
+            "{}[limits]\nheader_read_timeout = \"3s\"\n[log]\nlevel = \"debug\"\n",
+            base.replace("127.0.0.1:9", "127.0.0.1:10")
+        ))
+        .unwrap();
+        assert_eq!(
+            restart_required(&a, &b),
+            ["server.listen", "limits.header_read_timeout", "log.level"]
+        );
     }
 
     #[test]

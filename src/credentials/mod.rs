@@ -121,6 +121,11 @@ impl Credentials {
             .map(|(n, s)| (n, s))
     }
 
+    /// The configuration these were started from.
+    pub(crate) fn config(&self) -> &CredentialsConfig {
+        &self.inner.config
+    }
+
     /// Whether any credential needs a token from an endpoint.
     pub fn has_token_sources(&self) -> bool {
         self.inner

@@ -37,7 +37,7 @@ use http::header::{FORWARDED, HeaderName};
 use ipnet::IpNet;
 
 /// Networks whose forwarding headers are believed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies(Arc<[IpNet]>);
 
 impl TrustedProxies {
@@ -101,7 +101,7 @@ impl ForwardedHeader {
 }
 
 /// Resolves the client address of requests.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientAddr {
     trusted: TrustedProxies,
     header: ForwardedHeader,

@@ -167,7 +167,7 @@ pub struct Override {
 }
 
 /// `[rate_limit.auth_failures]`, validated.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthFailuresConfig {
     /// Failures allowed per peer.
     pub quota: Quota,

@@ -56,7 +56,8 @@ pub use auth_failures::{AuthFailureLimitLayer, AuthFailures};
 pub use per_client::RateLimitLayer;
 pub use quotas::{ClientQuotas, RATELIMIT, RATELIMIT_POLICY};
 
-use self::config::RateLimitConfig;
+use self::client_addr::ClientAddr;
+use self::config::{AuthFailuresConfig, RateLimitConfig};
 use self::eviction::Evict;
 
 /// The rate limiting state of a gateway: built once from the config, shared
@@ -65,6 +66,8 @@ use self::eviction::Evict;
 pub struct RateLimiting<C: Clock = DefaultClock> {
     clients: Arc<ClientQuotas<C>>,
     failures: Option<Arc<AuthFailures<C>>>,
+    /// What `failures` was built from, to keep it across a reload.
+    failures_config: Option<(AuthFailuresConfig, ClientAddr)>,
 }
 
 impl<C: Clock> Clone for RateLimiting<C> {
@@ -72,6 +75,7 @@ impl<C: Clock> Clone for RateLimiting<C> {
         RateLimiting {
             clients: self.clients.clone(),
             failures: self.failures.clone(),
+            failures_config: self.failures_config.clone(),
         }
     }
 }
@@ -81,6 +85,45 @@ impl RateLimiting {
     /// sweep started on the current tokio runtime (if any).
     pub fn start(config: &RateLimitConfig) -> Self {
         let limits = Self::with_clock(config, DefaultClock::default());
+        limits.spawn_eviction(config.evict_every);
+        limits
+    }
+
+    /// Like [`RateLimiting::start`] for a reloaded `config`: the state of
+    /// every quota of `previous` that did not change (same name, same
+    /// quota) is kept, and so is the failed-authentication limiter when its
+    /// settings did not change.
+    pub fn carry_over(config: &RateLimitConfig, previous: &RateLimiting) -> Self {
+        let clock = DefaultClock::default();
+        let failures = match (
+            &previous.failures,
+            &previous.failures_config,
+            config.auth_failures,
+        ) {
+            (Some(kept), Some((was, addr)), Some(now))
+                if *was == now && *addr == config.client_addr =>
+            {
+                Some(kept.clone())
+            }
+            _ => config.auth_failures.map(|f| {
+                Arc::new(AuthFailures::with_clock(
+                    f,
+                    config.client_addr.clone(),
+                    clock.clone(),
+                ))
+            }),
+        };
+        let limits = RateLimiting {
+            clients: Arc::new(ClientQuotas::carrying(
+                config,
+                clock,
+                Some(&previous.clients),
+            )),
+            failures,
+            failures_config: config
+                .auth_failures
+                .map(|f| (f, config.client_addr.clone())),
+        };
         limits.spawn_eviction(config.evict_every);
         limits
     }
@@ -102,6 +145,9 @@ where
                     clock,
                 ))
             }),
+            failures_config: config
+                .auth_failures
+                .map(|f| (f, config.client_addr.clone())),
         }
     }
 

@@ -129,13 +129,36 @@ impl<C: Clock + Clone> ClientQuotas<C> {
     /// retry task, inside a tokio runtime), and the local policies enforce
     /// the fallback's share of each quota.
     pub fn with_clock(config: &RateLimitConfig, clock: C) -> Self {
+        Self::carrying(config, clock, None)
+    }
+
+    /// Like [`ClientQuotas::with_clock`] after a reload: keeps `previous`'s
+    /// shared store (its settings need a restart) and the state (the
+    /// clients' buckets) of every policy whose name and quota did not
+    /// change.
+    pub fn carrying(config: &RateLimitConfig, clock: C, previous: Option<&Self>) -> Self {
         let (store, replicas) = match &config.store {
             StoreConfig::Local => (None, None),
-            StoreConfig::Redis(r) => (Some(RedisStore::start(r)), Some(r.replicas)),
+            StoreConfig::Redis(r) => (
+                Some(
+                    previous
+                        .and_then(|p| p.store.clone())
+                        .unwrap_or_else(|| RedisStore::start(r)),
+                ),
+                Some(r.replicas),
+            ),
         };
-        let policy = |name: &str, quota: governor::Quota| match replicas {
-            None => Arc::new(Policy::new(name, quota, clock.clone())),
-            Some(n) => Arc::new(Policy::divided(name, quota, n, clock.clone())),
+        let policy = |name: &str, quota: governor::Quota| -> Shared<C> {
+            let kept = previous.and_then(|p| {
+                p.policies
+                    .iter()
+                    .find(|old| old.name() == name && old.advertised() == quota)
+            });
+            match (kept, replicas) {
+                (Some(old), _) => old.clone(),
+                (None, None) => Arc::new(Policy::new(name, quota, clock.clone())),
+                (None, Some(n)) => Arc::new(Policy::divided(name, quota, n, clock.clone())),
+            }
         };
         let reads = policy("reads", config.reads);
         let mutations = policy("mutations", config.mutations);
