@@ -166,7 +166,13 @@ impl Parts {
                 permit_limit: max,
                 auth: None,
                 proxy,
-                client_addr: ClientAddr::default(),
+                // Forwarding headers follow `rate_limit.trusted_proxies` here
+                // too, though nothing is rate limited.
+                client_addr: config
+                    .sections
+                    .rate_limit
+                    .validate(&config.path)?
+                    .client_addr,
                 credentials,
                 operations: None,
                 audit: None,

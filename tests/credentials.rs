@@ -344,6 +344,7 @@ documents = [
 
 [authz]
 policy = "{policy}"
+scope_match = "any"
 
 [rate_limit.reads]
 requests_per_second = 100000
