@@ -8,21 +8,17 @@ cd "$(dirname "$0")/.."
 echo "== Python SDK venvs (sailpoint 1.x and 2.x)"
 bash scripts/sdk-venv.sh
 
-# tests/metrics.rs checks the scrape with Debian's promtool (package prometheus).
-if ! command -v promtool >/dev/null 2>&1; then
-  echo "== installing promtool (Debian package prometheus)"
+# Installs Debian package $2 when command $1 is missing.
+need() {
+  command -v "$1" >/dev/null 2>&1 && return
+  echo "== installing $1 (Debian package $2)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq prometheus >/dev/null 2>&1 \
-    || { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
-fi
-
-# tests/rate_limit_redis.rs starts a real Redis (Debian package redis-server).
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "== installing redis-server (Debian package redis-server)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq redis-server >/dev/null 2>&1 \
-    || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
-fi
+  apt-get install -y -qq "$2" >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }
+}
+need promtool prometheus         # tests/metrics.rs checks the scrape with it
+need redis-server redis-server   # tests/rate_limit_redis.rs starts a real Redis
+need openssl openssl             # tests/hostile_http.rs makes its TLS certificate
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
