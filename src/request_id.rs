@@ -32,7 +32,7 @@ impl RequestId {
     /// stack buffer (no intermediate `String`).
     fn generate_with_header() -> (Self, Option<HeaderValue>) {
         let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
-        let text = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+        let text = crate::random::uuid_v4().simple().encode_lower(&mut buf);
         (
             RequestId(Arc::from(&*text)),
             HeaderValue::from_str(text).ok(),

@@ -1,10 +1,10 @@
 //! Logging set-up: `tracing-subscriber`, plain text or JSON, `RUST_LOG`
 //! first, on standard error.
 //!
-//! Lines go through a non-blocking writer (`tracing-appender`): a worker
-//! thread does the writing, so a slow disk or a full pipe never stalls a
-//! request; when its buffer is full, lines are dropped rather than waited
-//! for. Colours (ANSI escape codes) are used only when standard error is a
+//! Lines go through a buffered non-blocking writer ([`crate::log_writer`]):
+//! a background thread writes them out every 50 ms, so a slow disk or a full
+//! pipe never stalls a request; when its buffer is full, lines are dropped
+//! (and counted) rather than waited for. Colours (ANSI escape codes) are used only when standard error is a
 //! terminal, never in files or pipes.
 
 use std::io::IsTerminal;
@@ -18,8 +18,7 @@ use crate::config::LogFormat;
 #[must_use = "dropping the guard stops the log writer"]
 #[derive(Debug)]
 pub struct LogGuard(
-    #[allow(dead_code, reason = "held for its Drop")]
-    Option<tracing_appender::non_blocking::WorkerGuard>,
+    #[allow(dead_code, reason = "held for its Drop")] Option<crate::log_writer::LogWriterGuard>,
 );
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `level`.
@@ -27,7 +26,13 @@ pub struct LogGuard(
 pub fn init(format: LogFormat, level: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let (writer, guard) = match crate::log_writer::spawn(std::io::stderr()) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("simgate: cannot start the log writer thread ({e}); logging is off");
+            return LogGuard(None);
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)

@@ -42,7 +42,10 @@ impl TraceContext {
     /// A new trace (nothing sampled yet).
     pub fn generate() -> TraceContext {
         let mut trace_id = [0u8; 32];
-        hex_into(&mut trace_id, uuid::Uuid::new_v4().as_bytes());
+        hex_into(&mut trace_id, &crate::random::bytes16());
+        if trace_id.iter().all(|b| *b == b'0') {
+            trace_id[31] = b'1';
+        }
         TraceContext {
             trace_id,
             parent_id: fresh_parent_id(),
@@ -99,23 +102,22 @@ impl TraceContext {
 
     /// The `traceparent` value (version 00).
     pub fn header(&self) -> String {
-        fn s(b: &[u8]) -> &str {
-            std::str::from_utf8(b).unwrap_or("")
-        }
-        format!(
-            "00-{}-{}-{}",
-            s(&self.trace_id),
-            s(&self.parent_id),
-            s(&self.flags)
-        )
+        String::from_utf8_lossy(&self.header_bytes()).into_owned()
+    }
+
+    /// The `traceparent` value, built on the stack.
+    fn header_bytes(&self) -> [u8; 55] {
+        let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        out[3..35].copy_from_slice(&self.trace_id);
+        out[36..52].copy_from_slice(&self.parent_id);
+        out[53..55].copy_from_slice(&self.flags);
+        out
     }
 }
 
 fn fresh_parent_id() -> [u8; 16] {
     let mut out = [0u8; 16];
-    let random = uuid::Uuid::new_v4();
-    let bytes = &random.as_bytes()[..8];
-    hex_into(&mut out, bytes);
+    hex_into(&mut out, &crate::random::bytes16()[..8]);
     if out.iter().all(|b| *b == b'0') {
         out[15] = b'1';
     }
@@ -178,7 +180,7 @@ where
                 TraceContext::generate()
             }
         };
-        if let Ok(v) = HeaderValue::from_str(&ctx.header()) {
+        if let Ok(v) = HeaderValue::from_bytes(&ctx.header_bytes()) {
             req.headers_mut().insert(TRACEPARENT.clone(), v);
         }
         req.extensions_mut().insert(ctx);
