@@ -517,7 +517,10 @@ done
 ELAPSED=$(($(date +%s) - START))
 
 # Where the raw figures and profiles are kept.
-RAW=$TARGET_DIR/bench/last$([ "$QUICK" = 1 ] && echo -quick)
+# (Not `$([ "$QUICK" = 1 ] && echo -quick)`: under `set -e` its status 1
+# ends a full run right here.)
+RAW=$TARGET_DIR/bench/last
+if [ "$QUICK" = 1 ]; then RAW=$RAW-quick; fi
 
 # --- profile (optional) ------------------------------------------------------
 # perf on the pinned server while wrk saturates it; DWARF call graphs (the

@@ -73,8 +73,12 @@ where
                 }
                 .into())))
             }
-            // hyper enforces a declared length, so only unknown lengths need counting.
+            // hyper enforces a declared length, so only unknown lengths need
+            // counting; an empty body (every GET) has nothing to count.
             Some(_) => Either::Left(self.inner.call(req)),
+            None if http_body::Body::is_end_stream(req.body()) => {
+                Either::Left(self.inner.call(req))
+            }
             None => {
                 let limit = self.max;
                 let max = usize::try_from(limit).unwrap_or(usize::MAX);

@@ -12,6 +12,7 @@
 //! down `Content-Length` is dropped when `Transfer-Encoding` is present
 //! (RFC 9112 §6.3) and `Via` is added.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{
@@ -58,6 +59,7 @@ pub static PROTECTED: [HeaderName; 6] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Removes hop-by-hop headers, including those named in `Connection`
 /// (but never the [`PROTECTED`] ones).
@@ -89,27 +91,30 @@ pub fn set_forwarding(
     if !trusted {
         headers.remove(&X_FORWARDED_FOR);
         headers.remove(FORWARDED);
-        headers.remove("x-real-ip");
+        headers.remove(&X_REAL_IP);
     }
-    append_csv(headers, &X_FORWARDED_FOR, &client.to_string());
+    let mut text = String::with_capacity(64);
+    // Writing into a String cannot fail.
+    let _ = write!(text, "{client}");
+    append_csv(headers, &X_FORWARDED_FOR, &text);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
-    let node = match client {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    text.clear();
+    let _ = match client {
+        IpAddr::V4(ip) => write!(text, "for={ip};proto={proto}"),
+        IpAddr::V6(ip) => write!(text, "for=\"[{ip}]\";proto={proto}"),
     };
-    let mut element = format!("for={node};proto={proto}");
     if let Some(h) = host
         .and_then(|h| h.to_str().ok())
         .filter(|h| is_token_or_hostport(h))
     {
-        element.push_str(";host=");
-        element.push_str(h);
+        text.push_str(";host=");
+        text.push_str(h);
     }
-    append_csv(headers, &FORWARDED, &element);
-    append_csv(headers, &VIA, VIA_VALUE);
+    append_csv(headers, &FORWARDED, &text);
+    add_via(headers);
 }
 
 /// Response framing hygiene: a message with `Transfer-Encoding` has no
@@ -121,9 +126,13 @@ pub fn response_framing(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends `Via` to a response.
+/// Appends `Via` to a request or response.
 pub fn add_via(headers: &mut HeaderMap) {
-    append_csv(headers, &VIA, VIA_VALUE);
+    if headers.contains_key(VIA) {
+        append_csv(headers, &VIA, VIA_VALUE);
+    } else {
+        headers.insert(VIA, HeaderValue::from_static(VIA_VALUE));
+    }
 }
 
 /// Removes the request's `Host`; the client sets the upstream's.
@@ -131,12 +140,14 @@ pub fn remove_host(headers: &mut HeaderMap) {
     headers.remove(HOST);
 }
 
+/// Sets `name` to its previous value (if any) followed by `, value`.
 fn append_csv(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
         _ => value.to_owned(),
     };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+    // The String's buffer becomes the value's, without a copy.
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
         headers.insert(name.clone(), v);
     }
 }

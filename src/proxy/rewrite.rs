@@ -109,10 +109,11 @@ fn rewrite(
         .path_and_query()
         .map(PathAndQuery::as_str)
         .unwrap_or("/");
-    let pq: PathAndQuery = if prefix.is_empty() {
-        pq.parse()?
-    } else {
-        format!("{prefix}{pq}").parse()?
+    let pq: PathAndQuery = match req.uri().path_and_query() {
+        // The client's target as parsed (shares its bytes).
+        Some(pq) if prefix.is_empty() => pq.clone(),
+        _ if prefix.is_empty() => PathAndQuery::from_static("/"),
+        _ => format!("{prefix}{pq}").parse()?,
     };
     let mut parts = http::uri::Parts::default();
     parts.scheme = base.scheme().cloned();
