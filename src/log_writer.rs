@@ -1,7 +1,8 @@
 //! The log writer: lines are appended to a shared buffer in memory, and a
-//! background thread writes the buffer out every [`FLUSH_INTERVAL`] (sooner
-//! once it holds [`FLUSH_BYTES`]), in one `write(2)` per flush, as nginx's
-//! `access_log … buffer= flush=` does.
+//! background thread writes the buffer out [`FLUSH_INTERVAL`] after its
+//! first line (sooner once it holds [`FLUSH_BYTES`]), in one `write(2)` per
+//! flush, as nginx's `access_log … buffer= flush=` does. The thread sleeps
+//! while nothing is logged.
 //!
 //! A request therefore never makes a system call or wakes a thread for its
 //! log line, and never waits for a slow disk or a full pipe: when the buffer
@@ -105,6 +106,12 @@ fn write_loop<W: Write>(shared: &Shared, mut out: W) {
     loop {
         let closed = {
             let mut state = shared.lock();
+            // Idle: sleep until the first line (no wake-ups while nothing
+            // is logged).
+            while !state.closed && state.lines.is_empty() {
+                state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            // Then gather lines for one interval, or until the buffer is full.
             if !state.closed && state.lines.len() < FLUSH_BYTES {
                 state = shared
                     .wake
@@ -147,10 +154,12 @@ impl Write for LogWriter {
             return Ok(buf.len());
         }
         state.lines.extend_from_slice(buf);
-        // Wake the writer once per full buffer, not per line.
+        // Wake the writer for the first line of a batch (it is idle) and
+        // for a full buffer; never for the lines in between.
+        let first = before == 0;
         let full = before < FLUSH_BYTES && state.lines.len() >= FLUSH_BYTES;
         drop(state);
-        if full {
+        if first || full {
             self.shared.wake.notify_one();
         }
         Ok(buf.len())
