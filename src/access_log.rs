@@ -17,12 +17,6 @@ use http::StatusCode;
 
 use crate::record::RequestRecord;
 
-/// The operationId a response answered (set by the matching layer on its
-/// responses). The access log reads the [`RequestRecord`] instead; this is
-/// kept for callers of the matching layer alone.
-#[derive(Debug, Clone)]
-pub struct OperationName(pub std::sync::Arc<str>);
-
 /// Writes the access-log line of a finished request.
 pub fn log(record: &RequestRecord, status: StatusCode, decision: &str) {
     if !tracing::enabled!(target: "simgate::access", tracing::Level::INFO) {

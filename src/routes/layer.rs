@@ -2,8 +2,8 @@
 //!
 //! The raw request path is checked strictly and matched against the
 //! [`OperationTable`]; on a match, `Arc<Operation>` and [`PathParams`] go
-//! into the request extensions for the layers below, and the response
-//! carries an [`OperationName`] for the access log. Refused, and never
+//! into the request extensions for the layers below (the request record
+//! takes the operation from there). Refused, and never
 //! passed on: malformed or ambiguous paths ([`Error::BadPath`], 400), paths
 //! no operation serves ([`Error::NoRoute`], 404) and known paths with
 //! another method ([`Error::MethodNotAllowed`], 405 + `Allow`).
@@ -24,14 +24,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::table::OperationTable;
-use crate::access_log::OperationName;
 use crate::body::BoxError;
 use crate::error::Error;
 
@@ -81,12 +80,10 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         match self.table.find(req.method(), req.uri().path()) {
             Ok((operation, params)) => {
-                let name = OperationName(Arc::from(operation.operation_id.as_str()));
                 req.extensions_mut().insert(operation);
                 req.extensions_mut().insert(params);
                 ResponseFuture::Matched {
                     inner: self.inner.call(req),
-                    name: Some(name),
                 }
             }
             Err(error) => ResponseFuture::Refused { error: Some(error) },
@@ -104,7 +101,6 @@ pin_project! {
         Matched {
             #[pin]
             inner: F,
-            name: Option<OperationName>,
         },
         /// Refused before the inner service.
         Refused {
@@ -122,13 +118,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            Proj::Matched { inner, name } => {
-                let mut res = ready!(inner.poll(cx)).map_err(Into::into)?;
-                if let Some(name) = name.take() {
-                    res.extensions_mut().insert(name);
-                }
-                Poll::Ready(Ok(res))
-            }
+            Proj::Matched { inner } => inner.poll(cx).map_err(Into::into),
             Proj::Refused { error } => Poll::Ready(Err(error
                 .take()
                 .unwrap_or_else(|| Error::Internal("future polled after completion".into()))
@@ -170,10 +160,6 @@ mod tests {
         let req = Request::get("/api/things/t1?x=1").body(()).unwrap();
         let res = svc.oneshot(req).await.unwrap();
         assert_eq!(res.body(), "getThing t1");
-        assert_eq!(
-            &*res.extensions().get::<OperationName>().unwrap().0,
-            "getThing"
-        );
     }
 
     #[tokio::test]
