@@ -144,16 +144,17 @@ fn write_loop<W: Write>(shared: &Shared, mut out: W) {
     }
 }
 
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+impl LogWriter {
+    /// Appends whole lines, or drops them (counted) when the buffer is full.
+    pub(crate) fn append(&self, lines: &[u8]) {
         let mut state = self.shared.lock();
         let before = state.lines.len();
-        if before + buf.len() > MAX_BUFFERED {
+        if before + lines.len() > MAX_BUFFERED {
             drop(state);
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(buf.len());
+            return;
         }
-        state.lines.extend_from_slice(buf);
+        state.lines.extend_from_slice(lines);
         // Wake the writer for the first line of a batch (it is idle) and
         // for a full buffer; never for the lines in between.
         let first = before == 0;
@@ -162,6 +163,12 @@ impl Write for LogWriter {
         if first || full {
             self.shared.wake.notify_one();
         }
+    }
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.append(buf);
         Ok(buf.len())
     }
 

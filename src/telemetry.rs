@@ -8,6 +8,7 @@
 //! terminal, never in files or pipes.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +34,7 @@ pub fn init(format: LogFormat, level: &str) -> LogGuard {
             return LogGuard(None);
         }
     };
+    let access = writer.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
@@ -41,5 +43,43 @@ pub fn init(format: LogFormat, level: &str) -> LogGuard {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
-    LogGuard(installed.is_ok().then_some(guard))
+    if installed.is_err() {
+        return LogGuard(None);
+    }
+    let _ = ACCESS.set(AccessSink {
+        writer: access,
+        format,
+    });
+    LogGuard(Some(guard))
+}
+
+/// Where access-log lines go when [`init`] installed the subscriber: its
+/// writer, in its format.
+struct AccessSink {
+    writer: crate::log_writer::LogWriter,
+    format: LogFormat,
+}
+
+static ACCESS: OnceLock<AccessSink> = OnceLock::new();
+
+thread_local! {
+    /// Each worker formats its access-log lines in one reused buffer.
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Appends `line` to the log writer in the subscriber's format. False when
+/// [`init`] did not install the subscriber (the caller logs an event instead).
+pub(crate) fn write_access(line: &crate::access_log::Line<'_>) -> bool {
+    let Some(sink) = ACCESS.get() else {
+        return false;
+    };
+    LINE.with_borrow_mut(|buf| {
+        buf.clear();
+        match sink.format {
+            LogFormat::Json => line.write_json(buf),
+            LogFormat::Pretty => line.write_text(buf),
+        }
+        sink.writer.append(buf.as_bytes());
+    });
+    true
 }
