@@ -293,10 +293,11 @@ impl RedisStore {
         let me = Arc::as_ptr(&self.identity);
         let epoch = self.epoch.load(Ordering::Acquire);
         CONNECTIONS.with_borrow_mut(|list| {
-            if let Some(t) = list.iter().find(|t| t.store.as_ptr() == me) {
-                if t.epoch == epoch {
-                    return Ok(t.connection.clone());
-                }
+            if let Some(t) = list
+                .iter()
+                .find(|t| t.store.as_ptr() == me && t.epoch == epoch)
+            {
+                return Ok(t.connection.clone());
             }
             list.retain(|t| t.store.strong_count() > 0 && t.store.as_ptr() != me);
             let connection = connect.lazy()?;
