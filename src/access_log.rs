@@ -80,35 +80,52 @@ pub(crate) struct Line<'a> {
     trace_id: &'a str,
 }
 
+/// One field's value, as the subscriber would record it.
+enum Value<'a> {
+    /// Recorded with `%` (`Display`): bare in text, a string in JSON.
+    Shown(&'a str),
+    /// A `&str` (`Debug`): quoted and escaped in text, a string in JSON.
+    Quoted(&'a str),
+    Number(u64),
+}
+
 impl Line<'_> {
+    /// The fields in the order the event lists them; absent ones are `None`
+    /// and left out, as the subscriber leaves out an empty `Option`.
+    fn fields(&self) -> [(&'static str, Option<Value<'_>>); 10] {
+        use Value::{Number, Quoted, Shown};
+        [
+            ("method", Some(Shown(self.method))),
+            ("path", Some(Quoted(self.path))),
+            ("operation", Some(Quoted(self.operation))),
+            ("status", Some(Number(u64::from(self.status)))),
+            ("decision", Some(Quoted(self.decision))),
+            ("reason", self.reason.map(Quoted)),
+            ("latency_us", Some(Number(self.latency_us))),
+            ("upstream_us", self.upstream_us.map(Number)),
+            ("request_id", Some(Quoted(self.request_id))),
+            ("trace_id", Some(Quoted(self.trace_id))),
+        ]
+    }
+
     /// As tracing-subscriber's compact format writes the event (without
     /// colours): `2026-12-02T04:41:44.123456Z  INFO simgate::access:
     /// request method=GET path="/x" …`, strings quoted and escaped as
-    /// `Debug` does, absent fields left out.
+    /// `Debug` does.
     pub(crate) fn write_text(&self, out: &mut String) {
-        let _ = write!(
-            out,
-            "{}  INFO {TARGET}: request method={} path=",
-            humantime::format_rfc3339_micros(SystemTime::now()),
-            self.method
-        );
-        debug_str(out, self.path);
-        out.push_str(" operation=");
-        debug_str(out, self.operation);
-        let _ = write!(out, " status={} decision=", self.status);
-        debug_str(out, self.decision);
-        if let Some(reason) = self.reason {
-            out.push_str(" reason=");
-            debug_str(out, reason);
+        let now = humantime::format_rfc3339_micros(SystemTime::now());
+        let _ = write!(out, "{now}  INFO {TARGET}: request");
+        for (name, value) in self.fields() {
+            let Some(value) = value else { continue };
+            let _ = write!(out, " {name}=");
+            match value {
+                Value::Shown(s) => out.push_str(s),
+                Value::Quoted(s) => debug_str(out, s),
+                Value::Number(n) => {
+                    let _ = write!(out, "{n}");
+                }
+            }
         }
-        let _ = write!(out, " latency_us={}", self.latency_us);
-        if let Some(us) = self.upstream_us {
-            let _ = write!(out, " upstream_us={us}");
-        }
-        out.push_str(" request_id=");
-        debug_str(out, self.request_id);
-        out.push_str(" trace_id=");
-        debug_str(out, self.trace_id);
         out.push('\n');
     }
 
@@ -116,55 +133,49 @@ impl Line<'_> {
     /// one object with `timestamp`, `level`, `message`, the fields and
     /// `target`.
     pub(crate) fn write_json(&self, out: &mut String) {
+        let now = humantime::format_rfc3339_micros(SystemTime::now());
         let _ = write!(
             out,
-            "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"message\":\"request\",\"method\":",
-            humantime::format_rfc3339_micros(SystemTime::now()),
+            "{{\"timestamp\":\"{now}\",\"level\":\"INFO\",\"message\":\"request\""
         );
-        json_str(out, self.method);
-        out.push_str(",\"path\":");
-        json_str(out, self.path);
-        out.push_str(",\"operation\":");
-        json_str(out, self.operation);
-        let _ = write!(out, ",\"status\":{},\"decision\":", self.status);
-        json_str(out, self.decision);
-        if let Some(reason) = self.reason {
-            out.push_str(",\"reason\":");
-            json_str(out, reason);
+        for (name, value) in self.fields() {
+            let Some(value) = value else { continue };
+            let _ = write!(out, ",\"{name}\":");
+            match value {
+                Value::Shown(s) | Value::Quoted(s) => json_str(out, s),
+                Value::Number(n) => {
+                    let _ = write!(out, "{n}");
+                }
+            }
         }
-        let _ = write!(out, ",\"latency_us\":{}", self.latency_us);
-        if let Some(us) = self.upstream_us {
-            let _ = write!(out, ",\"upstream_us\":{us}");
-        }
-        out.push_str(",\"request_id\":");
-        json_str(out, self.request_id);
-        out.push_str(",\"trace_id\":");
-        json_str(out, self.trace_id);
         let _ = writeln!(out, ",\"target\":\"{TARGET}\"}}");
     }
 }
 
-/// `s` as `{:?}` writes it; printable ASCII without quotes or backslashes
-/// (every path, id and operation in practice) is copied as it is.
+/// `s` as `{:?}` writes it.
 fn debug_str(out: &mut String, s: &str) {
-    if s.bytes().all(plain) {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
+    quoted(out, s, |out, s| {
         let _ = write!(out, "{s:?}");
-    }
+    });
 }
 
 /// `s` as a JSON string.
 fn json_str(out: &mut String, s: &str) {
+    // A `str` is valid UTF-8 and serde_json writes only that.
+    quoted(out, s, |out, s| {
+        let _ = serde_json::to_string(s).map(|q| out.push_str(&q));
+    });
+}
+
+/// `s` in quotes, copied as it is when it needs no escaping (every path,
+/// id and operation in practice), else as `escape` writes it.
+fn quoted(out: &mut String, s: &str, escape: impl FnOnce(&mut String, &str)) {
     if s.bytes().all(plain) {
         out.push('"');
         out.push_str(s);
         out.push('"');
     } else {
-        // A `String` holds valid UTF-8 and serde_json writes only that.
-        let _ = serde_json::to_string(s).map(|quoted| out.push_str(&quoted));
+        escape(out, s);
     }
 }
 

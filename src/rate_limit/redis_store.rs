@@ -100,7 +100,6 @@ pub struct RedisStore {
 }
 
 /// How a connection to the store is made.
-#[derive(Clone)]
 struct Connect {
     client: Client,
     config: ConnectionManagerConfig,
@@ -287,6 +286,7 @@ impl RedisStore {
 
     /// This thread's connection, made on its first call here.
     fn thread_connection(&self) -> Result<ConnectionManager, StoreError> {
+        // No retry connection: started outside a runtime, never connects.
         let (Some(connect), Some(_)) = (&self.connect, &self.connection) else {
             return Err(StoreError::NotStarted);
         };
