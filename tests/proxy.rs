@@ -238,3 +238,49 @@ async fn configured_headers_are_added_and_authorization_stripped() {
     assert!(!seen.headers.contains_key("authorization"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused_up_to_pool_max_idle() {
+    let up = Recording::start().await;
+    let gw = TestGateway::passthrough(&up.url(), "").await;
+    for _ in 0..5 {
+        assert_eq!(
+            get(&gw.url("/beta/sim-integrations"), None).await.status,
+            200
+        );
+    }
+    assert_eq!(up.count(), 5);
+    assert_eq!(up.connections(), 1, "one kept-alive upstream connection");
+    gw.stop().await;
+
+    let up = Recording::start().await;
+    let body = format!("[upstream]\nurl = \"{}\"\npool_max_idle = 0\n", up.url());
+    let gw = TestGateway::start_with(&body, support::gateway::PASSTHROUGH).await;
+    for _ in 0..3 {
+        assert_eq!(
+            get(&gw.url("/beta/sim-integrations"), None).await.status,
+            200
+        );
+    }
+    assert_eq!(up.count(), 3);
+    assert_eq!(up.connections(), 3, "none kept idle");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_after_each_answer_gets_a_new_connection_per_request() {
+    // No `Connection: close`: the upstream just closes, as one whose idle
+    // timeout has passed.
+    let up = support::upstream::Raw::start(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+    )
+    .await;
+    let gw = TestGateway::passthrough(&format!("http://{}", up.addr), "").await;
+    for _ in 0..3 {
+        let res = get(&gw.url("/beta/sim-integrations"), None).await;
+        assert_eq!(res.status, 200);
+        assert_eq!(res.text(), "{}");
+    }
+    assert_eq!(up.requests().len(), 3);
+    gw.stop().await;
+}

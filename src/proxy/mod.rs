@@ -48,7 +48,7 @@ enum UpstreamClient {
     /// `http://`: HTTP/1.1, connections kept per thread ([`http1`]).
     Http1(Arc<Http1Client>),
     /// `https://`: hyper-util's client (TLS, HTTP/2 by ALPN).
-    Tls(Client<Connector, Body>),
+    Tls(Arc<Client<Connector, Body>>),
 }
 
 impl Proxy {
@@ -68,7 +68,7 @@ impl Proxy {
         };
         let client = match roots {
             None => UpstreamClient::Http1(Arc::new(Http1Client::new(upstream)?)),
-            Some(roots) => UpstreamClient::Tls(tls_client(upstream, roots)),
+            Some(roots) => UpstreamClient::Tls(Arc::new(tls_client(upstream, roots))),
         };
         Ok(Proxy {
             client,

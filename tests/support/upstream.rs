@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -31,6 +32,7 @@ pub struct Seen {
 pub struct Recording {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
     panics: Arc<CheckOnDrop>,
 }
 
@@ -43,6 +45,8 @@ impl Recording {
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let panics = Panics::default();
         let tasks = panics.clone();
         panics.spawn(async move {
@@ -50,6 +54,7 @@ impl Recording {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let log = log.clone();
                 tasks.spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -86,6 +91,7 @@ impl Recording {
         Recording {
             addr,
             seen,
+            connections,
             panics: Arc::new(CheckOnDrop(panics)),
         }
     }
@@ -105,6 +111,12 @@ impl Recording {
     pub fn count(&self) -> usize {
         self.panics.0.check();
         self.seen.lock().unwrap().len()
+    }
+
+    /// How many connections were accepted so far.
+    pub fn connections(&self) -> usize {
+        self.panics.0.check();
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
