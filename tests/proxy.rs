@@ -284,3 +284,52 @@ async fn an_upstream_that_closes_after_each_answer_gets_a_new_connection_per_req
     assert_eq!(up.requests().len(), 3);
     gw.stop().await;
 }
+
+/// An `https://` upstream (here a second gateway with a TLS listener in
+/// front of the recording upstream) is verified against `upstream.ca_file`
+/// and reached over TLS; without the CA it is refused as unavailable.
+#[tokio::test]
+async fn an_https_upstream_is_verified_against_ca_file() {
+    let up = Recording::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = support::tls::certificate("tls upstream");
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let tls_server = format!(
+        "{}\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+        support::gateway::PASSTHROUGH,
+        cert_file.display(),
+        key_file.display()
+    );
+    let front = TestGateway::start_with(
+        &format!("[upstream]\nurl = \"{}\"\n", up.url()),
+        &tls_server,
+    )
+    .await;
+    let https = format!("https://127.0.0.1:{}", front.addr.port());
+
+    let trusting = format!(
+        "[upstream]\nurl = \"{https}\"\nca_file = \"{}\"\n",
+        cert_file.display()
+    );
+    let gw = TestGateway::start_with(&trusting, support::gateway::PASSTHROUGH).await;
+    let res = get(&gw.url("/beta/sim-integrations?limit=1"), None).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["path"], "/beta/sim-integrations");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].uri.path_and_query().unwrap().as_str(),
+        "/beta/sim-integrations?limit=1"
+    );
+    gw.stop().await;
+
+    let untrusting = format!("[upstream]\nurl = \"{https}\"\n");
+    let gw = TestGateway::start_with(&untrusting, support::gateway::PASSTHROUGH).await;
+    let res = get(&gw.url("/beta/sim-integrations"), None).await;
+    assert_eq!(res.status, 502);
+    assert_eq!(up.count(), 1, "nothing more reached the upstream");
+    gw.stop().await;
+    front.stop().await;
+}

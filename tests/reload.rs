@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use support::http::{Reply, send};
+use support::tls::certificate;
 use support::tokens::{self, Issuer};
 use support::upstream::Recording;
 
@@ -605,17 +606,6 @@ async fn a_key_added_to_jwks_file_is_accepted_without_a_restart() {
     let res = support::http::get(&gw.url(LIST), Some(&reader())).await;
     assert_eq!(res.status, 401, "{}", res.text());
     assert_eq!(up.count(), 2);
-}
-
-/// A self-signed certificate for 127.0.0.1: (certificate PEM, key PEM, DER).
-fn certificate(name: &str) -> (String, String, Vec<u8>) {
-    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
 }
 
 /// Connects over TLS (trusting `roots`) and returns the server's

@@ -8,5 +8,6 @@ pub mod gateway;
 pub mod http;
 pub mod redis;
 pub mod task;
+pub mod tls;
 pub mod tokens;
 pub mod upstream;
