@@ -24,16 +24,30 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 /// What the proxy adds to `Via`.
 pub const VIA_VALUE: &str = "1.1 simgate";
 
+/// The hop-by-hop headers of RFC 9110 §7.6.1 and their common
+/// predecessors, as [`HOP_BY_HOP`] spells them.
+const HOP_BY_HOP_NAMES: [&str; 9] = [
+    "connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
 static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
     TE,
     TRAILER,
     TRANSFER_ENCODING,
     UPGRADE,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    HeaderName::from_static("proxy-authenticate"),
-    HeaderName::from_static("proxy-authorization"),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[5]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[6]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[7]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[8]),
 ];
 
 /// Headers that ask a server to treat a request as another method. Never
@@ -63,18 +77,59 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Removes hop-by-hop headers, including those named in `Connection`
 /// (but never the [`PROTECTED`] ones).
+///
+/// One pass over the names finds which hop-by-hop headers are present (by
+/// length first, so most names cost one test); only those are removed.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present[i] = true;
+            any = true;
+        }
+    }
+    if !any {
+        return;
+    }
+    // Names listed in `Connection` beyond the standard hop-by-hop ones (rare:
+    // the list is allocated only when there is one).
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !PROTECTED.contains(name))
+        .filter(|name| hop_by_hop_index(name).is_none() && !PROTECTED.contains(name))
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &named {
         headers.remove(name);
     }
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Lengths of the [`HOP_BY_HOP`] names, as bits.
+const HOP_BY_HOP_LENGTHS: u32 = {
+    let mut bits = 0u32;
+    let mut i = 0;
+    while i < HOP_BY_HOP_NAMES.len() {
+        bits |= 1 << HOP_BY_HOP_NAMES[i].len();
+        i += 1;
+    }
+    bits
+};
+
+/// The position of `name` in [`HOP_BY_HOP`], if it is one.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    let len = name.as_str().len();
+    if len >= 32 || HOP_BY_HOP_LENGTHS & (1 << len) == 0 {
+        return None;
+    }
+    HOP_BY_HOP.iter().position(|h| h == name)
 }
 
 /// Sets the forwarding headers for a request from `client` that arrived
@@ -94,18 +149,24 @@ pub fn set_forwarding(
         headers.remove(&X_REAL_IP);
     }
     let mut text = String::with_capacity(64);
-    // Writing into a String cannot fail.
-    let _ = write!(text, "{client}");
+    push_ip(&mut text, client);
     append_csv(headers, &X_FORWARDED_FOR, &text);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
     text.clear();
-    let _ = match client {
-        IpAddr::V4(ip) => write!(text, "for={ip};proto={proto}"),
-        IpAddr::V6(ip) => write!(text, "for=\"[{ip}]\";proto={proto}"),
-    };
+    text.push_str("for=");
+    match client {
+        IpAddr::V4(_) => push_ip(&mut text, client),
+        IpAddr::V6(_) => {
+            text.push_str("\"[");
+            push_ip(&mut text, client);
+            text.push_str("]\"");
+        }
+    }
+    text.push_str(";proto=");
+    text.push_str(proto);
     if let Some(h) = host
         .and_then(|h| h.to_str().ok())
         .filter(|h| is_token_or_hostport(h))
@@ -143,12 +204,43 @@ pub fn remove_host(headers: &mut HeaderMap) {
 /// Sets `name` to its previous value (if any) followed by `, value`.
 fn append_csv(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
+        Some(prev) if !prev.is_empty() => {
+            let mut joined = String::with_capacity(prev.len() + 2 + value.len());
+            joined.push_str(prev);
+            joined.push_str(", ");
+            joined.push_str(value);
+            joined
+        }
         _ => value.to_owned(),
     };
     // The String's buffer becomes the value's, without a copy.
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
         headers.insert(name.clone(), v);
+    }
+}
+
+/// Appends `ip` as `Display` writes it; IPv4 (the common case) without the
+/// formatting machinery.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        // Writing into a String cannot fail.
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -161,6 +253,45 @@ fn is_token_or_hostport(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_names_are_spelled_once() {
+        for (name, text) in HOP_BY_HOP.iter().zip(HOP_BY_HOP_NAMES) {
+            assert_eq!(name.as_str(), text);
+            assert!(hop_by_hop_index(name).is_some());
+        }
+        assert_eq!(hop_by_hop_index(&CONTENT_TYPE), None);
+        assert_eq!(
+            hop_by_hop_index(&HeaderName::from_static("x-connectio")),
+            None
+        );
+    }
+
+    #[test]
+    fn ips_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.99.100",
+            "255.255.255.9",
+            "::1",
+            "2001:db8::42",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+    }
+
+    #[test]
+    fn nothing_hop_by_hop_leaves_the_headers_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+    }
 
     #[test]
     fn removes_hop_by_hop_and_connection_named() {
