@@ -26,7 +26,7 @@ CATEGORIES = [
     ("memcpy/memmove/memset", r"mem(cpy|move|set|cmp)|__memcpy|__memmove"),
     ("access log and tracing (formatting, subscriber, write)", r"tracing_subscriber|tracing_core|tracing::|access_log|core::fmt|<.* as core::fmt"),
     ("hyper HTTP/1 parsing and encoding (server and client)", r"hyper::proto|httparse|hyper::headers|http::header|HeaderMap|HeaderName|HeaderValue"),
-    ("upstream client and pool (hyper-util legacy)", r"hyper_util::client|hyper::client|pool::|Checkout|PoolClient|want::"),
+    ("upstream client and pool (hyper client, pool; hyper-util legacy for https)", r"hyper_util::client|hyper::client|pool::|Checkout|PoolClient|want::"),
     ("request id", r"request_id|uuid|getrandom|rand::"),
     ("JWT, token cache, routes, policy, rate limit, validation, audit", r"simgate::(auth|authz|routes|rate_limit|validate|audit)|jsonwebtoken|governor|quick_cache|jsonschema|aws_lc"),
     ("simgate proxy rewrite and header hygiene", r"simgate::proxy"),
