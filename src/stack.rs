@@ -144,12 +144,11 @@ impl Parts {
             Some(p) if p.permit_limit == max => p.permits.clone(),
             _ => Arc::new(Semaphore::new(max)),
         };
-        // Unchanged credentials keep their tokens across a reload; changed
-        // ones re-read their secrets and fetch anew.
+        // Unchanged credentials (config and secrets) keep their tokens
+        // across a reload; changed ones, a rotated secret file included,
+        // start again and fetch anew.
         let credentials = match previous {
-            Some(p) if p.credentials.config() == &config.upstream.credentials => {
-                p.credentials.clone()
-            }
+            Some(p) if p.credentials.serves(&config.upstream.credentials) => p.credentials.clone(),
             _ => Credentials::start(&config.upstream.credentials, &config.path)?,
         };
         if credentials.has_token_sources() {

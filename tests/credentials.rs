@@ -964,3 +964,64 @@ async fn old_forward_key_still_forwards_and_bearer_credentials_are_injected() {
     assert_eq!(api.seen()[2].authorization, "");
     gw.stop().await;
 }
+
+/// A client secret rotated in its file (the config unchanged) is read again
+/// on the next reload, and the new secret gets the token; before the
+/// reload, the old one gets none and nothing is forwarded.
+#[tokio::test]
+async fn a_rotated_client_secret_is_read_again_on_reload() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = ("admin-secret-old-5d2a", "admin-secret-new-9b7e");
+    let path = secret_file(dir.path(), "admin", old);
+    let endpoint = TokenEndpoint::start(&[("gw-admin", new)], 3600).await;
+    let api = Api::start().await;
+    let body = config(
+        &api.url(),
+        "credential = \"admin\"",
+        &oauth_table("admin", &endpoint.url(), "gw-admin", &path),
+        None,
+    ) + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let gw = TestGateway::start(&body).await;
+    poll_until("a refused token request", || async {
+        endpoint.requests() >= 1
+    })
+    .await;
+    let res = get(&gw.url("/beta/sim-integrations"), Some(&admin())).await;
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert!(api.seen().is_empty(), "nothing forwarded without a token");
+
+    secret_file(dir.path(), "admin", new);
+    let res = send(Method::POST, &gw.admin_url("/reload"), &[], "").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    poll_until("a token from the rotated secret", || async {
+        !endpoint.tokens().is_empty()
+    })
+    .await;
+    poll_until("readiness", || async { ready(&gw).await.status == 200 }).await;
+    let res = get(&gw.url("/beta/sim-integrations"), Some(&admin())).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let seen = api.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].authorization,
+        format!("Bearer {}", endpoint.last_token())
+    );
+
+    // Reloading again with nothing changed keeps the token: no new fetch.
+    let fetched = endpoint.requests();
+    let res = send(Method::POST, &gw.admin_url("/reload"), &[], "").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let res = get(&gw.url("/beta/sim-integrations"), Some(&admin())).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        endpoint.requests(),
+        fetched,
+        "the unchanged credential kept its token"
+    );
+
+    let mut secrets = endpoint.tokens();
+    secrets.extend([old.to_owned(), new.to_owned()]);
+    assert_no_leak(&gw, &secrets);
+    gw.stop().await;
+}

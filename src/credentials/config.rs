@@ -125,6 +125,15 @@ pub(crate) enum CredentialSpec {
 }
 
 impl CredentialSpec {
+    /// The secret this credential reads when it starts, with its key.
+    pub(crate) fn secret(&self) -> Option<(&'static str, &SecretSource)> {
+        match self {
+            CredentialSpec::OAuth2(spec) => Some(("client_secret_file", &spec.secret)),
+            CredentialSpec::Bearer(source) => Some(("token_file", source)),
+            CredentialSpec::Forward => None,
+        }
+    }
+
     /// The `kind` as written in the config.
     pub(crate) fn kind(&self) -> &'static str {
         match self {

@@ -6,7 +6,7 @@
 //! | kind | what the upstream gets |
 //! |---|---|
 //! | `oauth2_client_credentials` | `Bearer <token>` from the vendor's token endpoint, refreshed ahead of expiry ([`source`]) |
-//! | `bearer` | `Bearer <token>` read once at start from `token_file` or `token_env` |
+//! | `bearer` | `Bearer <token>` read at start from `token_file` or `token_env` |
 //! | `forward` | the caller's own `Authorization`, as received |
 //!
 //! `upstream.credential` is the default; `upstream.credential_by_role` maps
@@ -18,7 +18,10 @@
 //! [`Credentials::start`] is the step that reads the secrets (warning about
 //! files readable by group or others) and starts one refresh task per OAuth2
 //! credential; dropping the [`Credentials`] ends them, so a reload can build
-//! a new generation and swap it in.
+//! a new generation and swap it in. A reload keeps started credentials (and
+//! their tokens) only when their config is unchanged and every secret reads
+//! as it did at start ([`Credentials::serves`]): a rotated client secret or
+//! token file is picked up by a reload.
 //!
 //! The request step is [`layer`]; it refuses (503, [`Error::UpstreamCredentialUnavailable`])
 //! a request whose credential has no valid token, and turns a second 401
@@ -44,6 +47,7 @@ pub(crate) use layer::{UpstreamAuth, UpstreamCredentialLayer};
 
 use crate::error::ConfigError;
 use crate::health::{CheckFuture, ReadinessCheck};
+use secret::{Digester, SecretsDigest};
 use source::TokenSource;
 
 /// A started credential.
@@ -66,6 +70,8 @@ pub struct Credentials {
 #[derive(Debug, Default)]
 struct Inner {
     config: CredentialsConfig,
+    /// What the secrets read at start were (to tell a rotated one).
+    secrets: SecretsDigest,
     started: Vec<(Arc<str>, Started)>,
 }
 
@@ -73,15 +79,22 @@ impl Credentials {
     /// Reads the secrets of `config` and starts fetching tokens (on the
     /// current runtime, if there is one). Errors name the file and key.
     pub fn start(config: &CredentialsConfig, file: &Path) -> Result<Credentials, ConfigError> {
+        let mut digest = Digester::default();
         let mut started = Vec::new();
         for (name, spec) in &config.named {
             let key = |k: &str| format!("upstream.credentials.{name}.{k}");
-            let credential = match spec {
-                config::CredentialSpec::Forward => Started::Forward,
-                config::CredentialSpec::Bearer(src) => {
-                    let token = src
+            let secret = match spec.secret() {
+                Some((k, source)) => {
+                    let secret = source
                         .read()
-                        .map_err(|e| ConfigError::at(file, &key("token_file"), e))?;
+                        .map_err(|e| ConfigError::at(file, &key(k), e))?;
+                    digest.add(name, &secret);
+                    Some(secret)
+                }
+                None => None,
+            };
+            let credential = match (spec, secret) {
+                (config::CredentialSpec::Bearer(_), Some(token)) => {
                     let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                         .map_err(|_| {
                             ConfigError::at(file, &key("token_file"), "not a valid header value")
@@ -89,26 +102,45 @@ impl Credentials {
                     value.set_sensitive(true);
                     Started::Bearer(value)
                 }
-                config::CredentialSpec::OAuth2(spec) => {
-                    let secret = spec
-                        .secret
-                        .read()
-                        .map_err(|e| ConfigError::at(file, &key("client_secret_file"), e))?;
+                (config::CredentialSpec::OAuth2(spec), Some(secret)) => {
                     let client = oauth::ClientCredentials::new((**spec).clone(), secret)
                         .map_err(|e| ConfigError::at(file, &key("ca_file"), e))?;
                     let source = Arc::new(TokenSource::new(name, Box::new(client), spec.retry_max));
                     source::spawn_refresher(&source);
                     Started::OAuth2(source)
                 }
+                // `forward`, the one kind without a secret.
+                _ => Started::Forward,
             };
             started.push((Arc::from(name.as_str()), credential));
         }
         Ok(Credentials {
             inner: Arc::new(Inner {
                 config: config.clone(),
+                secrets: digest.finish(),
                 started,
             }),
         })
+    }
+
+    /// Whether these credentials can serve `config` on (a reload keeps their
+    /// tokens): the same config, and every secret it names reads as it did
+    /// at start. A rotated or unreadable secret means starting again (which
+    /// reads it, or refuses the reload naming it).
+    pub(crate) fn serves(&self, config: &CredentialsConfig) -> bool {
+        if self.inner.config != *config {
+            return false;
+        }
+        let mut digest = Digester::default();
+        for (name, spec) in &config.named {
+            if let Some((_, source)) = spec.secret() {
+                match source.read() {
+                    Ok(secret) => digest.add(name, &secret),
+                    Err(_) => return false,
+                }
+            }
+        }
+        digest.finish() == self.inner.secrets
     }
 
     /// The credential for a caller with `roles`, with its name.
@@ -119,11 +151,6 @@ impl Credentials {
             .iter()
             .find(|(n, _)| &**n == name)
             .map(|(n, s)| (n, s))
-    }
-
-    /// The configuration these were started from.
-    pub(crate) fn config(&self) -> &CredentialsConfig {
-        &self.inner.config
     }
 
     /// Whether any credential needs a token from an endpoint.

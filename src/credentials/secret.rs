@@ -8,6 +8,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 /// A value that must never be logged.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Secret(String);
@@ -33,6 +35,44 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+/// A SHA-256 over the secrets a set of credentials started with, so that a
+/// reload can tell whether one changed (a rotated client secret). Never
+/// shown.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct SecretsDigest([u8; 32]);
+
+impl fmt::Debug for SecretsDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretsDigest([redacted])")
+    }
+}
+
+/// Builds a [`SecretsDigest`], one named secret at a time.
+#[derive(Default)]
+pub(crate) struct Digester(Sha256);
+
+impl fmt::Debug for Digester {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Digester([redacted])")
+    }
+}
+
+impl Digester {
+    /// Adds credential `name`'s secret (each part length-prefixed, so no two
+    /// lists of secrets give the same input).
+    pub(crate) fn add(&mut self, name: &str, secret: &Secret) {
+        for part in [name, secret.expose()] {
+            self.0.update((part.len() as u64).to_be_bytes());
+            self.0.update(part.as_bytes());
+        }
+    }
+
+    /// The digest of everything added.
+    pub(crate) fn finish(self) -> SecretsDigest {
+        SecretsDigest(self.0.finalize().into())
     }
 }
 
