@@ -72,6 +72,7 @@ struct Inner {
     jwks_refreshes: IntCounterVec,
     jwks_keys: IntGaugeVec,
     token_cache: IntCounterVec,
+    upstream_token_fetches: IntCounterVec,
     /// Families registered by other concerns, by name.
     extra: Mutex<HashMap<String, Extra>>,
 }
@@ -168,6 +169,12 @@ impl Metrics {
                 "simgate_jwks_refreshes_total",
                 "JWKS fetches, by issuer and result (ok, error).",
                 &["issuer", "result"],
+            )?,
+            upstream_token_fetches: counter_vec(
+                &r,
+                "simgate_upstream_token_fetches_total",
+                "Token requests of the upstream credentials, by credential and result (ok, error).",
+                &["credential", "result"],
             )?,
             jwks_keys: gauge_vec(
                 &r,
@@ -275,6 +282,13 @@ impl Metrics {
     pub fn jwks_refresh(&self, issuer: &str, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         inc(&self.inner.jwks_refreshes, &[issuer, result]);
+    }
+
+    /// A token request of upstream credential `credential` (`ok` false: it
+    /// failed).
+    pub fn upstream_token_fetch(&self, credential: &str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        inc(&self.inner.upstream_token_fetches, &[credential, result]);
     }
 
     /// The number of usable keys `issuer` holds now.

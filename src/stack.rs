@@ -149,7 +149,7 @@ impl Parts {
         // start again and fetch anew.
         let credentials = match previous {
             Some(p) if p.credentials.serves(&config.upstream.credentials) => p.credentials.clone(),
-            _ => Credentials::start(&config.upstream.credentials, &config.path)?,
+            _ => Credentials::start(&config.upstream.credentials, &config.path, metrics)?,
         };
         if credentials.has_token_sources() {
             checks.push(credentials.readiness());

@@ -967,7 +967,8 @@ async fn old_forward_key_still_forwards_and_bearer_credentials_are_injected() {
 
 /// A client secret rotated in its file (the config unchanged) is read again
 /// on the next reload, and the new secret gets the token; before the
-/// reload, the old one gets none and nothing is forwarded.
+/// reload, the old one gets none and nothing is forwarded. Token requests
+/// are counted by result.
 #[tokio::test]
 async fn a_rotated_client_secret_is_read_again_on_reload() {
     logs();
@@ -1019,6 +1020,22 @@ async fn a_rotated_client_secret_is_read_again_on_reload() {
         fetched,
         "the unchanged credential kept its token"
     );
+
+    // Every token request is counted, refused ones too.
+    let scrape = get(&gw.admin_url("/metrics"), None).await.text();
+    let count = |result: &str| -> usize {
+        let series = format!(
+            "simgate_upstream_token_fetches_total{{credential=\"admin\",result=\"{result}\"}} "
+        );
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series}in the scrape"))
+    };
+    assert_eq!(count("ok"), 1);
+    assert!(count("error") >= 1);
+    assert_eq!(count("ok") + count("error"), fetched);
 
     let mut secrets = endpoint.tokens();
     secrets.extend([old.to_owned(), new.to_owned()]);

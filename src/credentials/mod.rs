@@ -47,6 +47,7 @@ pub(crate) use layer::{UpstreamAuth, UpstreamCredentialLayer};
 
 use crate::error::ConfigError;
 use crate::health::{CheckFuture, ReadinessCheck};
+use crate::metrics::Metrics;
 use secret::{Digester, SecretsDigest};
 use source::TokenSource;
 
@@ -78,7 +79,12 @@ struct Inner {
 impl Credentials {
     /// Reads the secrets of `config` and starts fetching tokens (on the
     /// current runtime, if there is one). Errors name the file and key.
-    pub fn start(config: &CredentialsConfig, file: &Path) -> Result<Credentials, ConfigError> {
+    /// Token requests are counted in `metrics`.
+    pub fn start(
+        config: &CredentialsConfig,
+        file: &Path,
+        metrics: &Metrics,
+    ) -> Result<Credentials, ConfigError> {
         let mut digest = Digester::default();
         let mut started = Vec::new();
         for (name, spec) in &config.named {
@@ -105,7 +111,12 @@ impl Credentials {
                 (config::CredentialSpec::OAuth2(spec), Some(secret)) => {
                     let client = oauth::ClientCredentials::new((**spec).clone(), secret)
                         .map_err(|e| ConfigError::at(file, &key("ca_file"), e))?;
-                    let source = Arc::new(TokenSource::new(name, Box::new(client), spec.retry_max));
+                    let source = Arc::new(TokenSource::new(
+                        name,
+                        Box::new(client),
+                        spec.retry_max,
+                        metrics.clone(),
+                    ));
                     source::spawn_refresher(&source);
                     Started::OAuth2(source)
                 }
@@ -248,7 +259,7 @@ client_secret_file = "secret"
             CredentialsConfig::validate(&sections, Some("b"), &by_role, None, &file, dir.path())
                 .unwrap();
         // No runtime here: nothing is fetched, only secrets are read.
-        let creds = Credentials::start(&cfg, &file).unwrap();
+        let creds = Credentials::start(&cfg, &file, &crate::metrics::Metrics::new()).unwrap();
         let shown = format!("{creds:?} {cfg:?} {sections:?}");
         assert!(!shown.contains("static-token-d3b6"), "{shown}");
         assert!(!shown.contains("client-secret-a1f9"), "{shown}");

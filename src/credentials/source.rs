@@ -27,6 +27,7 @@ use http::HeaderValue;
 use tokio::time::Instant;
 
 use super::secret::Secret;
+use crate::metrics::Metrics;
 
 /// A token as the token endpoint gave it.
 #[derive(Debug)]
@@ -112,11 +113,18 @@ pub(crate) struct TokenSource {
     refresh: tokio::sync::Mutex<u64>,
     failures: Mutex<Failures>,
     retry_max: Duration,
+    /// Counts every token request (`simgate_upstream_token_fetches_total`).
+    metrics: Metrics,
 }
 
 impl TokenSource {
     /// A source with no token yet.
-    pub(crate) fn new(name: &str, fetcher: Box<dyn FetchToken>, retry_max: Duration) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        fetcher: Box<dyn FetchToken>,
+        retry_max: Duration,
+        metrics: Metrics,
+    ) -> Self {
         TokenSource {
             name: name.into(),
             fetcher,
@@ -129,6 +137,7 @@ impl TokenSource {
                 last_error: "no token fetched yet".into(),
             }),
             retry_max: retry_max.max(Duration::from_secs(1)),
+            metrics,
         }
     }
 
@@ -214,6 +223,7 @@ impl TokenSource {
     }
 
     fn succeeded(&self, token: &Token) {
+        self.metrics.upstream_token_fetch(&self.name, true);
         let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         let lifetime = token.expires_at.saturating_duration_since(Instant::now());
         match f.state {
@@ -233,6 +243,7 @@ impl TokenSource {
     }
 
     fn failed(&self, error: String) -> Unavailable {
+        self.metrics.upstream_token_fetch(&self.name, false);
         let now = Instant::now();
         let valid = self
             .current
@@ -379,6 +390,7 @@ mod tests {
             "admin",
             Box::new(fake),
             Duration::from_secs(8),
+            Metrics::new(),
         ));
         (src, calls, down)
     }
