@@ -226,8 +226,17 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
     let mut out = std::io::stdout().lock();
     if json {
         eprintln!("{store}");
-        let mut value = matrix.as_ref().map(|m| m.to_json()).unwrap_or_default();
+        // Passthrough mode has no matrix; the other keys are still there.
+        let mut value = matrix
+            .as_ref()
+            .map(|m| m.to_json())
+            .unwrap_or_else(|| serde_json::json!({}));
+        let roles = matrix.as_ref().map(|m| m.roles()).unwrap_or_default();
         if let Some(obj) = value.as_object_mut() {
+            obj.insert(
+                "upstream_credentials".into(),
+                crate::credentials::describe_json(&generation.config().upstream.credentials, roles),
+            );
             let list: Vec<serde_json::Value> = unvalidated
                 .iter()
                 .map(|u| {

@@ -878,6 +878,37 @@ async fn check_prints_the_credential_of_each_role_and_no_secret() {
     assert!(line("ORG_ADMIN").contains("sailpoint-admin"));
     assert!(line("(other callers)").contains("sailpoint-admin"));
     assert!(!stdout.contains("check-secret-5e6f") && !stderr.contains("check-secret-5e6f"));
+
+    // The same rows in `--json`, for tooling.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_simgate"))
+        .args(["check", "--json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(!stdout.contains("check-secret-5e6f"));
+    let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = value["upstream_credentials"].as_array().unwrap();
+    let row = |role: serde_json::Value| {
+        rows.iter()
+            .find(|r| r["role"] == role)
+            .unwrap_or_else(|| panic!("no row for {role}: {stdout}"))
+    };
+    let oauth = "oauth2_client_credentials";
+    assert_eq!(
+        row("SIM_READER".into()),
+        &serde_json::json!({"role": "SIM_READER", "credential": "sailpoint-reader", "kind": oauth})
+    );
+    assert_eq!(row("ORG_ADMIN".into())["credential"], "sailpoint-admin");
+    assert_eq!(
+        rows.last().unwrap(),
+        &serde_json::json!({"role": null, "credential": "sailpoint-admin", "kind": oauth})
+    );
+    // One row per policy role (`credential_by_role` names no other) and one
+    // for other callers.
+    let roles = value["roles"].as_array().unwrap();
+    assert_eq!(rows.len(), roles.len() + 1, "{stdout}");
 }
 
 #[tokio::test]

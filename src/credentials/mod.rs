@@ -199,37 +199,70 @@ impl ReadinessCheck for CredentialsHaveTokens {
     }
 }
 
-/// The text `simgate check` prints: which credential each role uses (the
-/// policy's `roles`, then any other role `credential_by_role` names), and
-/// the default. Names and kinds only, never a secret.
-pub fn describe(config: &CredentialsConfig, roles: &[String]) -> String {
-    use std::fmt::Write as _;
+/// Which credential a group of callers gets: the rows `simgate check`
+/// prints. Names and kinds only, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment<'a> {
+    /// The role; `None` for callers with none of the listed roles.
+    pub role: Option<&'a str>,
+    /// The credential's name; `None`: the caller's Authorization is removed.
+    pub credential: Option<&'a str>,
+    /// The credential's kind (`oauth2_client_credentials`, …).
+    pub kind: Option<&'a str>,
+}
+
+/// Which credential each role uses (the policy's `roles`, then any other
+/// role `credential_by_role` names), and last the default for other
+/// callers.
+pub fn assignments<'a>(config: &'a CredentialsConfig, roles: &'a [String]) -> Vec<Assignment<'a>> {
     let mut all: Vec<&str> = roles.iter().map(String::as_str).collect();
     for (role, _) in &config.by_role {
         if !all.contains(&role.as_str()) {
             all.push(role);
         }
     }
-    let show = |name: Option<&str>| match name {
-        Some(n) => format!("{n} ({})", config.kind_of(n).unwrap_or("?")),
-        None => "none (the caller's Authorization is removed)".to_owned(),
+    let row = |role: Option<&'a str>, credential: Option<&'a str>| Assignment {
+        role,
+        credential,
+        kind: credential.and_then(|n| config.kind_of(n)),
     };
-    let width = all.iter().map(|r| r.len()).max().unwrap_or(0).max(16);
+    let mut rows: Vec<Assignment<'a>> = all
+        .into_iter()
+        .map(|role| row(Some(role), config.credential_for_role(role)))
+        .collect();
+    rows.push(row(None, config.default.as_deref()));
+    rows
+}
+
+/// The text `simgate check` prints: [`assignments`], one line each.
+pub fn describe(config: &CredentialsConfig, roles: &[String]) -> String {
+    use std::fmt::Write as _;
+    let rows = assignments(config, roles);
+    let role = |a: &Assignment<'_>| a.role.unwrap_or("(other callers)").to_owned();
+    let width = rows
+        .iter()
+        .map(|a| role(a).len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     let mut out = String::new();
-    for role in all {
-        let _ = writeln!(
-            out,
-            "  {role:<width$}  {}",
-            show(config.credential_for_role(role))
-        );
+    for a in &rows {
+        let shown = match a.credential {
+            Some(n) => format!("{n} ({})", a.kind.unwrap_or("?")),
+            None => "none (the caller's Authorization is removed)".to_owned(),
+        };
+        let _ = writeln!(out, "  {:<width$}  {shown}", role(a));
     }
-    let _ = writeln!(
-        out,
-        "  {:<width$}  {}",
-        "(other callers)",
-        show(config.default.as_deref())
-    );
     out
+}
+
+/// [`assignments`] as JSON, for `simgate check --json`: a list of
+/// `{"role", "credential", "kind"}`, `null` where there is none.
+pub fn describe_json(config: &CredentialsConfig, roles: &[String]) -> serde_json::Value {
+    assignments(config, roles)
+        .into_iter()
+        .map(|a| serde_json::json!({"role": a.role, "credential": a.credential, "kind": a.kind}))
+        .collect()
 }
 
 #[cfg(test)]
