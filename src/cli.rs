@@ -223,6 +223,7 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
         .validators()
         .map(|v| v.unvalidated().to_vec())
         .unwrap_or_default();
+    let roles = matrix.as_ref().map(|m| m.roles()).unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if json {
         eprintln!("{store}");
@@ -231,7 +232,6 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
             .as_ref()
             .map(|m| m.to_json())
             .unwrap_or_else(|| serde_json::json!({}));
-        let roles = matrix.as_ref().map(|m| m.roles()).unwrap_or_default();
         if let Some(obj) = value.as_object_mut() {
             obj.insert(
                 "upstream_credentials".into(),
@@ -271,7 +271,6 @@ fn check(path: PathBuf, json: bool) -> Result<(), BoxError> {
             )?;
         }
     }
-    let roles = matrix.as_ref().map(|m| m.roles()).unwrap_or_default();
     write!(
         out,
         "\nUpstream credential per role:\n{}",

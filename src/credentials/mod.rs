@@ -202,7 +202,7 @@ impl ReadinessCheck for CredentialsHaveTokens {
 /// Which credential a group of callers gets: the rows `simgate check`
 /// prints. Names and kinds only, never a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment<'a> {
+pub(crate) struct Assignment<'a> {
     /// The role; `None` for callers with none of the listed roles.
     pub role: Option<&'a str>,
     /// The credential's name; `None`: the caller's Authorization is removed.
@@ -214,7 +214,10 @@ pub struct Assignment<'a> {
 /// Which credential each role uses (the policy's `roles`, then any other
 /// role `credential_by_role` names), and last the default for other
 /// callers.
-pub fn assignments<'a>(config: &'a CredentialsConfig, roles: &'a [String]) -> Vec<Assignment<'a>> {
+pub(crate) fn assignments<'a>(
+    config: &'a CredentialsConfig,
+    roles: &'a [String],
+) -> Vec<Assignment<'a>> {
     let mut all: Vec<&str> = roles.iter().map(String::as_str).collect();
     for (role, _) in &config.by_role {
         if !all.contains(&role.as_str()) {
@@ -238,7 +241,9 @@ pub fn assignments<'a>(config: &'a CredentialsConfig, roles: &'a [String]) -> Ve
 pub fn describe(config: &CredentialsConfig, roles: &[String]) -> String {
     use std::fmt::Write as _;
     let rows = assignments(config, roles);
-    let role = |a: &Assignment<'_>| a.role.unwrap_or("(other callers)").to_owned();
+    fn role<'a>(a: &Assignment<'a>) -> &'a str {
+        a.role.unwrap_or("(other callers)")
+    }
     let width = rows
         .iter()
         .map(|a| role(a).len())
@@ -258,7 +263,7 @@ pub fn describe(config: &CredentialsConfig, roles: &[String]) -> String {
 
 /// [`assignments`] as JSON, for `simgate check --json`: a list of
 /// `{"role", "credential", "kind"}`, `null` where there is none.
-pub fn describe_json(config: &CredentialsConfig, roles: &[String]) -> serde_json::Value {
+pub(crate) fn describe_json(config: &CredentialsConfig, roles: &[String]) -> serde_json::Value {
     assignments(config, roles)
         .into_iter()
         .map(|a| serde_json::json!({"role": a.role, "credential": a.credential, "kind": a.kind}))
